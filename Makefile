@@ -1,0 +1,40 @@
+# EventBunker: `make run` starts the server, `make test` passes the tests.
+# Both install what they need first (idempotent, see scripts/setup.sh).
+.DEFAULT_GOAL := help
+VENV := .venv/bin
+PORT ?= 8000
+
+.PHONY: help setup run test test-rust test-python lint format bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+setup: ## install PostgreSQL+TimescaleDB, the virtualenv and the Rust extension
+	scripts/setup.sh
+
+run: setup ## run the server on its own local TimescaleDB and print a first curl
+	$(VENV)/eventbunker serve --port $(PORT) --quickstart
+
+test: setup test-rust test-python ## the whole test suite (Rust, then Python against real TimescaleDB)
+
+test-rust: ## cargo tests of the pure Rust hot path
+	cargo test --release
+
+test-python: ## pytest: real cluster, real server over HTTP on loopback
+	$(VENV)/python -m pytest -q
+
+lint: ## ruff, mypy --strict, cargo fmt --check, clippy
+	$(VENV)/ruff check python tests benches
+	$(VENV)/ruff format --check python tests benches
+	$(VENV)/mypy
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --features python -- -D warnings
+
+format: ## apply ruff and cargo formatting
+	$(VENV)/ruff format python tests benches
+	$(VENV)/ruff check --fix python tests benches
+	cargo fmt
+
+bench: setup ## load benchmark: our ingest vs the bare Litestar ceiling
+	$(VENV)/python benches/ingest_load.py

@@ -1,0 +1,231 @@
+"""Load benchmark: single-event POSTs at saturation, ours vs the framework ceiling.
+
+Both servers run on Granian with the same worker count, one after the other,
+in the same run on the same machine; wrk drives them from the same 2 cores
+with 64 connections on loopback. Ours answers 202 only once each event is
+committed in TimescaleDB; the baseline (benches/baseline_app.py) parses the
+JSON and answers 202. Prints events/s, p50/p99 latency and the ratio, and
+checks that every 202 of ours is a stored row.
+
+    .venv/bin/python benches/ingest_load.py [--duration 10] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+import psycopg
+
+from eventbunker.admin.projects import create_project
+from eventbunker.cluster import ManagedCluster
+from eventbunker.storage.migrate import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+EVENT = {
+    "event_name": "page_view",
+    "url": "https://shop.example/products/42?utm_source=newsletter&utm_medium=email",
+    "referrer": "https://www.google.com/",
+    "plan": "pro",
+    "cart_value": 42.5,
+    "items": 3,
+    "session_id": "8c5f6d0a-3b1e-4f7a-9d2c-1e5b7a9c0d4f",
+}
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = [[{body}]]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-Api-Key"] = "{key}"
+wrk.headers["User-Agent"] = "{user_agent}"
+"""
+USER_AGENT = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15"
+    " (KHTML, like Gecko) Version/17.1 Safari/605.1.15"
+)
+
+
+@dataclass
+class LoadResult:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    requests: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url: str, script: Path, duration: int, connections: int) -> LoadResult:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration + 60,
+    ).stdout
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.MULTILINE))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return LoadResult(
+        requests_per_s=float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),  # type: ignore[index]
+        p50_ms=_ms(latency["50"]),
+        p99_ms=_ms(latency["99"]),
+        non_2xx=int(non_2xx[1]) if non_2xx else 0,
+        requests=int(re.search(r"(\d+) requests in", out)[1]),  # type: ignore[index]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of each")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk (or make setup)")
+
+    body = orjson.dumps(EVENT).decode()
+    print(f"event body: {len(body)} bytes; {args.workers} workers; {args.connections} connections")
+    with tempfile.TemporaryDirectory(prefix="eb-bench-") as tmp:
+        cluster = ManagedCluster(Path(tmp) / "cluster")
+        cluster.start()
+        try:
+            migrate(cluster.conninfo)
+            with psycopg.connect(cluster.conninfo) as conn:
+                project = create_project(conn, "bench")
+            script = Path(tmp) / "post.lua"
+            script.write_text(
+                WRK_SCRIPT.format(body=body, key=project["keys"]["write"], user_agent=USER_AGENT)
+            )
+            results: dict[str, list[LoadResult]] = {"baseline": [], "eventbunker": []}
+            for _ in range(args.rounds):
+                for name in results:
+                    results[name].append(measure(name, cluster.conninfo, script, args, Path(tmp)))
+            with psycopg.connect(cluster.conninfo) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM events WHERE project_id = %s", (project["id"],)
+                ).fetchone()
+                stored = int(row[0]) if row else 0
+        finally:
+            cluster.stop()
+
+    acknowledged = sum(r.requests - r.non_2xx for r in results["eventbunker"])
+    print()
+    print(
+        f"{'server':<12} {'round':>5} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}"
+    )
+    for name, runs in results.items():
+        for i, r in enumerate(runs, 1):
+            row = f"{r.requests_per_s:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.non_2xx:>8}"
+            print(f"{name:<12} {i:>5} {row}")
+    best = {name: max(r.requests_per_s for r in runs) for name, runs in results.items()}
+    ratio = best["eventbunker"] / best["baseline"]
+    print(
+        f"\nbest events/s: eventbunker {best['eventbunker']:.0f}, baseline {best['baseline']:.0f}"
+    )
+    print(f"ratio eventbunker / bare Litestar: {ratio:.2f}")
+    # wrk stops mid-request at its deadline, so a few acknowledged requests may
+    # not be counted by wrk; stored rows must be at least what wrk saw as 202.
+    print(f"202s counted by wrk: {acknowledged}; rows stored: {stored}")
+    if stored < acknowledged:
+        raise SystemExit("FAIL: fewer rows stored than 202s received")
+
+
+def measure(
+    name: str, conninfo: str, script: Path, args: argparse.Namespace, tmp: Path
+) -> LoadResult:
+    port = free_port()
+    if name == "baseline":
+        command = [
+            sys.executable,
+            "-m",
+            "granian",
+            "--interface",
+            "asgi",
+            "--factory",
+            "--workers",
+            str(args.workers),
+            "--port",
+            str(port),
+            "--no-ws",
+            "--log-level",
+            "warning",
+            "baseline_app:create_app",
+        ]
+        cwd = ROOT / "benches"
+    else:
+        command = [
+            sys.executable,
+            "-m",
+            "eventbunker",
+            "serve",
+            "--database-url",
+            conninfo,
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+        ]
+        cwd = ROOT
+    log = (tmp / f"{name}-{port}.log").open("wb")
+    process = subprocess.Popen(
+        command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_up(url + "/", process)
+        run_wrk(url + "/v1/events", script, 2, args.connections)  # warm-up
+        return run_wrk(url + "/v1/events", script, args.duration, args.connections)
+    finally:
+        stop(process)
+
+
+if __name__ == "__main__":
+    main()

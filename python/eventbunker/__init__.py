@@ -1,0 +1,1 @@
+"""EventBunker: self-hosted event tracking and analytics on TimescaleDB."""

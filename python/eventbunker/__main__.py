@@ -1,0 +1,5 @@
+import sys
+
+from eventbunker.cli import main
+
+sys.exit(main())

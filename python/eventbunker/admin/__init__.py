@@ -1,0 +1,1 @@
+"""Administration: projects and their API keys."""

@@ -1,0 +1,121 @@
+"""The Litestar application: one factory, one wiring place.
+
+Granian calls ``create_app`` in every worker process (``factory=True``), so
+each worker owns its key cache, group committer and database connections.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.exceptions import HTTPException
+from litestar.handlers import asgi
+from litestar.openapi import OpenAPIConfig
+from litestar.types import Receive, Scope, Send
+
+from eventbunker import _native
+from eventbunker.config import Settings
+from eventbunker.errors import error_document
+from eventbunker.ingest.auth import KeyCache
+from eventbunker.ingest.batcher import GroupCommitter
+from eventbunker.ingest.endpoint import IngestEndpoint
+from eventbunker.ingest.writer import EventWriter
+from eventbunker.ops.metrics import Metrics
+from eventbunker.ops.openapi import document_ingest
+
+log = logging.getLogger(__name__)
+
+COUNTER_SHARDS_PER_FLUSHER = 16
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    if not settings.database_url:
+        raise SystemExit(
+            "EVENTBUNKER_DATABASE_URL is not set; start the server with `eventbunker serve`"
+        )
+    conninfo = settings.database_url
+    metrics = Metrics(settings.runtime_dir if str(settings.runtime_dir) not in ("", ".") else None)
+    keys = KeyCache(conninfo, refresh_interval_s=settings.auth_refresh_ms / 1000)
+    # Shards of the write counters: distinct per flusher of this worker so
+    # that concurrent commits rarely touch the same counter row.
+    base_shard = (os.getpid() % COUNTER_SHARDS_PER_FLUSHER) * settings.flushers
+    committer = GroupCommitter(
+        lambda i: EventWriter(conninfo, shard=base_shard + i),
+        metrics,
+        flushers=settings.flushers,
+        batch_max_rows=settings.batch_max_rows,
+        batch_max_wait_s=settings.batch_max_wait_ms / 1000,
+        queue_max_rows=settings.queue_max_rows,
+    )
+    endpoint = IngestEndpoint(
+        keys,
+        committer,
+        metrics,
+        _native.Limits(
+            max_body_bytes=settings.max_body_bytes,
+            max_batch_events=settings.max_batch_events,
+            max_depth=settings.max_json_depth,
+            max_string_bytes=settings.max_string_bytes,
+        ),
+        max_body_bytes=settings.max_body_bytes,
+    )
+
+    @asgi("/v1/events", copy_scope=False, include_in_schema=False)
+    async def ingest_events(scope: Scope, receive: Receive, send: Send) -> None:
+        await endpoint(scope, receive, send)  # type: ignore[arg-type]
+
+    @get("/healthz", media_type=MediaType.JSON, summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/readyz", media_type=MediaType.JSON, summary="The database is reachable")
+    async def readyz() -> Response[dict[str, Any]]:
+        try:
+            await keys.ping()
+        except (psycopg.Error, OSError) as exc:
+            body = error_document("storage_unavailable", f"database unreachable: {exc}")
+            return Response(body, status_code=503, headers={"Retry-After": "1"})
+        return Response({"status": "ready"})
+
+    @get("/metrics", media_type="text/plain; version=0.0.4", summary="Prometheus metrics")
+    async def prometheus_metrics() -> str:
+        return metrics.render()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        document_ingest(app)
+        await metrics.start()
+        await keys.start()
+        await committer.start()
+        try:
+            yield
+        finally:
+            await committer.stop()
+            await keys.stop()
+            await metrics.stop()
+
+    return Litestar(
+        route_handlers=[ingest_events, healthz, readyz, prometheus_metrics],
+        lifespan=[lifespan],
+        exception_handlers={HTTPException: _http_error},
+        openapi_config=OpenAPIConfig(title="EventBunker", version="0.1.0", path="/schema"),
+        logging_config=None,
+    )
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    """Litestar's own errors (404, 405, validation) in the API's error shape."""
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
+    details = exc.extra if isinstance(exc.extra, list) else None
+    return Response(
+        error_document(code, exc.detail, details),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )

@@ -1,0 +1,126 @@
+"""Command line: ``serve`` and the admin commands (JSON on stdout)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+
+from eventbunker.admin.keys import KEY_KINDS
+from eventbunker.admin.projects import AdminError, create_key, create_project, revoke_key
+from eventbunker.config import Settings
+from eventbunker.database import open_database
+
+
+def _database_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--database-url", help="PostgreSQL+TimescaleDB URL (env EVENTBUNKER_DATABASE_URL)"
+    )
+    group.add_argument(
+        "--data-dir",
+        type=Path,
+        help="managed local cluster directory (env EVENTBUNKER_DATA_DIR; default .eventbunker)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eventbunker", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    _database_flags(serve)
+    serve.add_argument("--host", help="address to bind (env EVENTBUNKER_HOST; default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (env EVENTBUNKER_PORT; default 8000)")
+    serve.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    serve.add_argument("--max-body-bytes", type=int, help="request body limit (default 1 MiB)")
+    serve.add_argument("--max-batch-events", type=int, help="events per request (default 1000)")
+    serve.add_argument("--geoip-db", help="MaxMind .mmdb file (env EVENTBUNKER_GEOIP_DB)")
+    serve.add_argument(
+        "--trusted-proxies", help="addresses/CIDRs whose X-Forwarded-For is believed"
+    )
+    serve.add_argument(
+        "--quickstart",
+        action="store_true",
+        help="mint a write key and print a curl that sends a first event",
+    )
+
+    project = commands.add_parser("project", help="manage projects").add_subparsers(
+        dest="action", required=True
+    )
+    project_create = project.add_parser("create", help="create a project and its first keys")
+    project_create.add_argument("name")
+    _database_flags(project_create)
+
+    key = commands.add_parser("key", help="manage API keys").add_subparsers(
+        dest="action", required=True
+    )
+    key_create = key.add_parser("create", help="create a key")
+    key_create.add_argument("--project", type=int, required=True, help="project id")
+    key_create.add_argument("--kind", choices=KEY_KINDS, required=True)
+    key_create.add_argument("--customer-identifier")
+    _database_flags(key_create)
+    key_revoke = key.add_parser("revoke", help="revoke a key")
+    key_revoke.add_argument("key_id", type=int)
+    _database_flags(key_revoke)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    names = (
+        "host",
+        "port",
+        "workers",
+        "database_url",
+        "data_dir",
+        "max_body_bytes",
+        "max_batch_events",
+        "geoip_db",
+        "trusted_proxies",
+    )
+    overrides = {name: getattr(args, name, None) for name in names}
+    if overrides.get("data_dir") is not None:
+        overrides["database_url"] = ""  # an explicit --data-dir wins over the environment
+    return Settings.from_env(**overrides)
+
+
+def _admin(args: argparse.Namespace, action: Callable[[psycopg.Connection[Any]], Any]) -> int:
+    with open_database(_settings(args)) as conninfo, psycopg.connect(conninfo) as conn:
+        try:
+            result = action(conn)
+        except AdminError as exc:
+            error = {"error": {"code": "invalid_request", "message": str(exc), "details": []}}
+            sys.stderr.write(orjson.dumps(error).decode() + "\n")
+            return 1
+    sys.stdout.write(orjson.dumps(result).decode() + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "serve":
+        from eventbunker.server import serve  # Granian only where it is needed
+
+        serve(_settings(args), quickstart=args.quickstart)
+        return 0
+    if args.command == "project":
+        return _admin(args, lambda conn: create_project(conn, args.name))
+    if args.action == "create":
+        return _admin(
+            args,
+            lambda conn: create_key(conn, args.project, args.kind, args.customer_identifier),
+        )
+    return _admin(args, lambda conn: revoke_key(conn, args.key_id))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

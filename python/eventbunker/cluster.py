@@ -1,0 +1,892 @@
+"""A local PostgreSQL + TimescaleDB cluster living under an EventBunker data directory.
+
+Used by ``eventbunker serve`` when no database URL is given, by the admin commands
+with ``--data-dir``, and by the test suite.
+
+Layout, for a data directory ``D`` (``./.eventbunker`` by default)::
+
+    D/cluster.lock       fcntl lock: one process at a time initializes/starts/stops
+    D/pg/                the PostgreSQL data directory (initdb on first use)
+    D/pg/eventbunker.conf  settings managed here, rewritten before every start and
+                         included at the end of postgresql.conf (ALTER SYSTEM, i.e.
+                         postgresql.auto.conf, still overrides it)
+    D/run/               Unix socket directory (mode 0700)
+    D/postgresql.log     server log (``pg_ctl -l``)
+
+The server listens on its Unix socket only (``listen_addresses = ''``), so it never
+collides with a PostgreSQL already running on the machine, nor with other managed
+clusters: the port number only names the socket (``.s.PGSQL.<port>``).
+
+Socket paths are limited (``sun_path``: 108 bytes on Linux, 104 on BSD/macOS). When
+``D/run/.s.PGSQL.<port>`` would be 100 bytes or longer, the socket directory is
+``/tmp/eventbunker-<uid>-<hash of D>`` instead (0700, owned by the server's account).
+
+PostgreSQL refuses to run as root: when this process is root, initdb, pg_ctl and the
+server run as the ``postgres`` system account (created with ``useradd --system`` if
+missing), which owns ``D/pg``, ``D/run`` and the log; the directories above ``D`` get
+the search (x) permission that account needs. Otherwise everything runs as the
+current user. Either way the cluster's superuser role is ``eventbunker``, with
+``trust`` authentication on the socket (the socket directory is private).
+
+The PostgreSQL binaries are those of :func:`find_pg_bin_dir` (override with
+``EVENTBUNKER_PG_BIN``); ``scripts/install-postgres.sh`` installs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import pwd
+import re
+import shutil
+import stat
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import psycopg
+from psycopg import errors, sql
+from psycopg.conninfo import make_conninfo
+from psycopg.rows import TupleRow
+
+__all__ = ["ClusterError", "ManagedCluster", "find_pg_bin_dir"]
+
+logger = logging.getLogger(__name__)
+
+PG_BIN_ENV = "EVENTBUNKER_PG_BIN"
+SUPERUSER = "eventbunker"
+"""Superuser role created by initdb; does not depend on the OS account."""
+SERVER_ACCOUNT_WHEN_ROOT = "postgres"
+DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")
+MAX_SOCKET_PATH_BYTES = 100
+LOG_TAIL_LINES = 30
+
+START_TIMEOUT_S = 300  # includes crash recovery, which can take a while
+STOP_TIMEOUT_S = 120  # a fast shutdown still writes a checkpoint
+CONNECT_TIMEOUT_S = 30.0
+LOCK_TIMEOUT_S = 600.0
+ORPHAN_WAIT_S = 15.0  # for the processes of a crashed server to exit
+INITDB_TIMEOUT_S = 300
+
+INCLUDE_LINE = "include = 'eventbunker.conf'"
+
+_INSTALL_HINT = (
+    "Run scripts/install-postgres.sh (as root, or with sudo) to install PostgreSQL "
+    f"and TimescaleDB, or set {PG_BIN_ENV} to the bin directory of a PostgreSQL "
+    "server that has the TimescaleDB extension installed."
+)
+
+
+class ClusterError(RuntimeError):
+    """The managed PostgreSQL cluster could not be set up, started or stopped."""
+
+
+# --------------------------------------------------------------------------- binaries
+
+
+def _version_key(name: str) -> tuple[int, ...] | None:
+    if not re.fullmatch(r"\d+(\.\d+)*", name):
+        return None
+    return tuple(int(part) for part in name.split("."))
+
+
+def _pg_config_sharedir(bin_dir: Path) -> Path | None:
+    pg_config = bin_dir / "pg_config"
+    if not os.access(pg_config, os.X_OK):
+        return None
+    try:
+        out = subprocess.run(
+            [str(pg_config), "--sharedir"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(out) if out else None
+
+
+def _has_timescaledb(bin_dir: Path) -> bool:
+    """Whether ``bin_dir`` holds a PostgreSQL server whose share dir has TimescaleDB."""
+    if not os.access(bin_dir / "postgres", os.X_OK) or not os.access(bin_dir / "pg_ctl", os.X_OK):
+        return False
+    control = Path("extension") / "timescaledb.control"
+    # Debian layout first (no process to spawn): /usr/lib/postgresql/<v>/bin ->
+    # /usr/share/postgresql/<v>.
+    debian_share = Path("/usr/share/postgresql") / bin_dir.parent.name
+    if bin_dir.parent.parent == DEBIAN_PG_ROOT and (debian_share / control).is_file():
+        return True
+    sharedir = _pg_config_sharedir(bin_dir)
+    return sharedir is not None and (sharedir / control).is_file()
+
+
+def _candidate_bin_dirs() -> list[tuple[tuple[int, ...], Path]]:
+    """Debian's ``/usr/lib/postgresql/<version>/bin`` with TimescaleDB, newest first."""
+    found: list[tuple[tuple[int, ...], Path]] = []
+    try:
+        entries = list(DEBIAN_PG_ROOT.iterdir())
+    except OSError:
+        entries = []
+    for entry in entries:
+        key = _version_key(entry.name)
+        if key is not None and _has_timescaledb(entry / "bin"):
+            found.append((key, entry / "bin"))
+    found.sort(reverse=True)
+    return found
+
+
+def find_pg_bin_dir() -> Path:
+    """The bin directory of the newest PostgreSQL that has TimescaleDB installed.
+
+    ``EVENTBUNKER_PG_BIN`` overrides the search. Otherwise the newest
+    ``/usr/lib/postgresql/<version>/bin`` whose share directory has
+    ``extension/timescaledb.control`` wins; failing that, the ``pg_config`` on
+    ``PATH`` (non-Debian systems). Raises :class:`ClusterError` if there is none.
+    """
+    override = os.environ.get(PG_BIN_ENV, "").strip()
+    if override:
+        bin_dir = Path(override).expanduser().absolute()
+        missing = [
+            name for name in ("initdb", "pg_ctl", "postgres") if not (bin_dir / name).exists()
+        ]
+        if missing:
+            raise ClusterError(
+                f"{PG_BIN_ENV}={override} is not a PostgreSQL bin directory "
+                f"(no {', '.join(missing)} there). {_INSTALL_HINT}"
+            )
+        return bin_dir
+    candidates = _candidate_bin_dirs()
+    if candidates:
+        return candidates[0][1]
+    pg_config = shutil.which("pg_config")
+    if pg_config is not None:
+        try:
+            out = subprocess.run(
+                [pg_config, "--bindir"],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=30,
+                stdin=subprocess.DEVNULL,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        if out and _has_timescaledb(Path(out)):
+            return Path(out)
+    raise ClusterError(f"No PostgreSQL server with TimescaleDB was found. {_INSTALL_HINT}")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _conf_quote(value: str) -> str:
+    """A postgresql.conf string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            data = f.read()
+    except OSError as exc:
+        return f"(cannot read {path}: {exc})"
+    text = data.decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+_c_utf8_available: bool | None = None
+
+
+def _c_utf8_locale_available() -> bool:
+    global _c_utf8_available
+    if _c_utf8_available is None:
+        try:
+            out = subprocess.run(
+                ["locale", "-a"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                stdin=subprocess.DEVNULL,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        _c_utf8_available = any(
+            name.strip().lower() in ("c.utf8", "c.utf-8") for name in out.splitlines()
+        )
+    return _c_utf8_available
+
+
+def _subprocess_env() -> dict[str, str]:
+    """The environment for initdb/pg_ctl: no PG* variables of the caller, C locale."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["LC_ALL"] = "C"
+    env.pop("LANGUAGE", None)
+    return env
+
+
+class _Account:
+    """The OS account the server runs as."""
+
+    def __init__(self, name: str, uid: int, gid: int, groups: list[int], home: str) -> None:
+        self.name = name
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+        self.home = home
+
+    @classmethod
+    def lookup(cls, name: str) -> _Account:
+        pw = pwd.getpwnam(name)
+        return cls(name, pw.pw_uid, pw.pw_gid, os.getgrouplist(name, pw.pw_gid), pw.pw_dir)
+
+
+def _ensure_system_account(name: str) -> _Account:
+    try:
+        return _Account.lookup(name)
+    except KeyError:
+        pass
+    logger.warning("creating system account %r to run PostgreSQL (it refuses to run as root)", name)
+    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+    try:
+        subprocess.run(
+            [
+                useradd,
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/var/lib/postgresql",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--comment",
+                "PostgreSQL administrator",
+                name,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.CalledProcessError as exc:
+        # Another process may have created it meanwhile.
+        with contextlib.suppress(KeyError):
+            return _Account.lookup(name)
+        raise ClusterError(
+            f"could not create the {name!r} system account (needed because PostgreSQL "
+            f"refuses to run as root): {exc.stderr.strip()}"
+        ) from exc
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ClusterError(f"could not create the {name!r} system account: {exc}") from exc
+    return _Account.lookup(name)
+
+
+def _ensure_traversable(path: Path, account: _Account) -> None:
+    """Give ``account`` search (x) permission on ``path`` and all its parents."""
+    for directory in [path, *path.parents]:
+        st = directory.stat()
+        if st.st_uid == account.uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid in account.groups:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            if directory != path:
+                logger.warning(
+                    "adding search permission to %s so that the %r account can reach %s",
+                    directory,
+                    account.name,
+                    path,
+                )
+            os.chmod(directory, stat.S_IMODE(st.st_mode) | bit)
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    os.chown(root, uid, gid, follow_symlinks=False)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+class ManagedCluster:
+    """A PostgreSQL + TimescaleDB cluster under ``data_dir`` (see the module docs).
+
+    ``start()`` initializes it on first use, starts it unless it is running, and
+    makes sure database ``dbname`` exists with the ``timescaledb`` extension. As a
+    context manager it stops the server on exit only if it started it.
+    """
+
+    def __init__(self, data_dir: Path, *, port: int = 5432, dbname: str = "eventbunker") -> None:
+        if not 1 <= port <= 65535:
+            raise ValueError(f"port out of range: {port}")
+        self.data_dir = Path(data_dir).expanduser().resolve()
+        self.pg_dir = self.data_dir / "pg"
+        self.log_file = self.data_dir / "postgresql.log"
+        self.lock_file = self.data_dir / "cluster.lock"
+        self.dbname = dbname
+        self._port = port
+        self._socket_dir = self._default_socket_dir(port)
+        self._bin_dir: Path | None = None
+        self._started_here = False
+        self._account: _Account | None = None  # set (when root) by _prepare
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def socket_dir(self) -> Path:
+        return self._socket_dir
+
+    @property
+    def conninfo(self) -> str:
+        """libpq conninfo for the cluster's Unix socket, as its superuser."""
+        return self._conninfo(self.dbname)
+
+    def is_running(self) -> bool:
+        """Whether a postmaster is running on this cluster's data directory."""
+        pid = self._live_postmaster_pid()
+        return pid is not None
+
+    def start(self) -> bool:
+        """Initialize (first use), start if needed, and ensure database + extension.
+
+        Returns True if this call started the server, False if it was running.
+        """
+        with self._locked():
+            pid = self._live_postmaster_pid()
+            if pid is not None:
+                self._adopt_running_settings()
+                started = False
+            else:
+                self._prepare()
+                if not (self.pg_dir / "PG_VERSION").is_file():
+                    self._initdb()
+                self._configure()
+                self._pg_ctl_start()
+                started = True
+            try:
+                self._ensure_database()
+            except BaseException:
+                if started:
+                    with contextlib.suppress(ClusterError):
+                        self._pg_ctl_stop()
+                raise
+        return started
+
+    def stop(self) -> None:
+        """Fast shutdown (rolls back open transactions, checkpoints), and wait for it."""
+        if not self.pg_dir.exists():
+            self._started_here = False
+            return
+        with self._locked():
+            if self._live_postmaster_pid() is not None:
+                self._pg_ctl_stop()
+            if not self._socket_dir.is_relative_to(self.data_dir):
+                # The /tmp fallback: do not leave empty directories behind.
+                with contextlib.suppress(OSError):
+                    self._socket_dir.rmdir()
+        self._started_here = False
+
+    def __enter__(self) -> Self:
+        self._started_here = self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._started_here:
+            self.stop()
+
+    def __repr__(self) -> str:
+        return f"ManagedCluster({str(self.data_dir)!r}, port={self._port}, dbname={self.dbname!r})"
+
+    # ------------------------------------------------------------------ paths
+
+    def _default_socket_dir(self, port: int) -> Path:
+        preferred = self.data_dir / "run"
+        if len(os.fsencode(preferred / f".s.PGSQL.{port}")) < MAX_SOCKET_PATH_BYTES:
+            return preferred
+        digest = hashlib.sha256(os.fsencode(self.data_dir)).hexdigest()[:16]
+        return Path("/tmp") / f"eventbunker-{os.geteuid()}-{digest}"
+
+    def _conninfo(self, dbname: str) -> str:
+        return make_conninfo(
+            "", host=str(self._socket_dir), port=self._port, user=SUPERUSER, dbname=dbname
+        )
+
+    # ------------------------------------------------------------------ binaries
+
+    def _bin(self, name: str) -> str:
+        if self._bin_dir is None:
+            self._bin_dir = self._choose_bin_dir()
+        return str(self._bin_dir / name)
+
+    def _choose_bin_dir(self) -> Path:
+        """The server matching an existing cluster's major version, else the newest."""
+        if os.environ.get(PG_BIN_ENV, "").strip():
+            return find_pg_bin_dir()
+        try:
+            version = (self.pg_dir / "PG_VERSION").read_text().strip()
+        except OSError:
+            return find_pg_bin_dir()
+        candidates = _candidate_bin_dirs()
+        for key, bin_dir in candidates:
+            if ".".join(map(str, key)) == version:
+                return bin_dir
+        if candidates:
+            found = ", ".join(".".join(map(str, key)) for key, _ in candidates)
+            raise ClusterError(
+                f"{self.pg_dir} was initialized by PostgreSQL {version}, but TimescaleDB is "
+                f"installed only for PostgreSQL {found}. Install TimescaleDB for "
+                f"PostgreSQL {version}, set {PG_BIN_ENV}, or upgrade the cluster "
+                "(pg_upgrade)."
+            )
+        return find_pg_bin_dir()
+
+    # ------------------------------------------------------------------ processes
+
+    def _run(
+        self, args: Sequence[str], *, timeout: float, what: str
+    ) -> subprocess.CompletedProcess[str]:
+        account = self._account
+        env = _subprocess_env()
+        if account is not None:
+            env.update(HOME=account.home, USER=account.name, LOGNAME=account.name)
+        try:
+            return subprocess.run(
+                list(args),
+                cwd="/",  # the server account may not be able to read the caller's cwd
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                user=account.uid if account is not None else None,
+                group=account.gid if account is not None else None,
+                extra_groups=account.groups if account is not None else None,
+                start_new_session=True,  # Ctrl-C on the caller's terminal is not ours
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ClusterError(f"{what}: timed out after {timeout:.0f}s{self._log_hint()}") from exc
+        except OSError as exc:
+            raise ClusterError(f"{what}: cannot run {args[0]}: {exc}") from exc
+
+    def _log_hint(self) -> str:
+        if not self.log_file.exists():
+            return ""
+        tail = _tail(self.log_file)
+        hint = ""
+        if 'could not access file "timescaledb' in tail:
+            hint = f"\n{_INSTALL_HINT}"
+        return f"\nLast lines of {self.log_file}:\n{tail}{hint}"
+
+    def _failure(self, what: str, proc: subprocess.CompletedProcess[str]) -> ClusterError:
+        output = "\n".join(part.strip() for part in (proc.stdout, proc.stderr) if part.strip())
+        return ClusterError(
+            f"{what} failed (exit status {proc.returncode}):\n{output}{self._log_hint()}"
+        )
+
+    # ------------------------------------------------------------------ locking
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            deadline = time.monotonic() + LOCK_TIMEOUT_S
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise ClusterError(
+                            f"another process has held {self.lock_file} for more than "
+                            f"{LOCK_TIMEOUT_S:.0f}s"
+                        ) from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    # ------------------------------------------------------------------ postmaster.pid
+
+    def _read_postmaster_pid(self) -> list[str] | None:
+        try:
+            return (self.pg_dir / "postmaster.pid").read_text().splitlines()
+        except FileNotFoundError:
+            return None
+        except PermissionError as exc:
+            raise ClusterError(
+                f"cannot read {self.pg_dir}/postmaster.pid: {exc} (the cluster belongs to "
+                "another account; run as that account, or as root)"
+            ) from exc
+
+    def _live_postmaster_pid(self) -> int | None:
+        """PID of the postmaster running on pg_dir; None if none (or a stale pid file)."""
+        lines = self._read_postmaster_pid()
+        if not lines:
+            return None
+        try:
+            pid = abs(int(lines[0]))  # negative: a standalone backend
+        except ValueError:
+            return None
+        if pid <= 0:
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, another account's
+        # After a crash or reboot the PID may now belong to an unrelated process, or
+        # to a not yet reaped zombie. A server process's cwd is always its data
+        # directory, and a zombie has none (Linux /proc).
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except FileNotFoundError:
+            if Path("/proc/self").exists():
+                return None  # gone, or a zombie
+            return pid  # no /proc: trust kill()
+        except OSError:
+            return pid  # cannot tell
+        if os.path.realpath(cwd) != os.path.realpath(self.pg_dir):
+            return None
+        return pid
+
+    def _server_processes(self) -> list[int] | None:
+        """Live processes whose cwd is pg_dir (server processes); None without /proc."""
+        if not Path("/proc/self").exists():
+            return None
+        target = os.path.realpath(self.pg_dir)
+        pids: list[int] = []
+        with os.scandir("/proc") as entries:
+            for entry in entries:
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    cwd = os.readlink(f"/proc/{entry.name}/cwd")
+                except OSError:
+                    continue
+                if cwd == target:
+                    pids.append(int(entry.name))
+        return pids
+
+    def _clear_stale_lock_files(self) -> None:
+        """Remove the lock files of a dead server (crash, reboot); lock held, not running.
+
+        PostgreSQL removes a stale lock file by itself unless its PID is in use again
+        (by an unrelated process, or a zombie not yet reaped), in which case it refuses
+        to start. They are removed here only once no process of the old server is
+        left (orphaned backends would still use the old shared memory).
+        """
+        pid_file = self.pg_dir / "postmaster.pid"
+        if not pid_file.exists():
+            return
+        deadline = time.monotonic() + ORPHAN_WAIT_S
+        while (leftovers := self._server_processes()) is None or leftovers:
+            if leftovers is None:
+                return  # cannot tell: leave it to PostgreSQL's own checks
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"processes of a previous server are still running in {self.pg_dir} "
+                    f"(PIDs {', '.join(map(str, leftovers))}); stop them first"
+                )
+            time.sleep(0.1)
+        logger.warning("removing stale %s", pid_file)
+        pid_file.unlink(missing_ok=True)
+        socket_lock = self._socket_dir / f".s.PGSQL.{self._port}.lock"
+        try:
+            owner_dir = socket_lock.read_text().splitlines()[1]
+        except (OSError, IndexError):
+            return
+        if os.path.realpath(owner_dir) == os.path.realpath(self.pg_dir):
+            logger.warning("removing stale %s", socket_lock)
+            socket_lock.unlink(missing_ok=True)
+
+    def _adopt_running_settings(self) -> None:
+        """Use the socket directory and port the running server actually has."""
+        lines = self._read_postmaster_pid() or []
+        if len(lines) >= 5:
+            with contextlib.suppress(ValueError):
+                port = int(lines[3])
+                if port != self._port:
+                    logger.info("cluster in %s is running on port %d", self.data_dir, port)
+                    self._port = port
+            socket_dir = lines[4].split(",")[0].strip()
+            if socket_dir:
+                self._socket_dir = Path(socket_dir)
+
+    # ------------------------------------------------------------------ setup
+
+    def _prepare(self) -> None:
+        """Server account, ownership and permissions; called with the lock held."""
+        self._socket_dir = self._default_socket_dir(self._port)
+        if os.geteuid() == 0:
+            account = _ensure_system_account(SERVER_ACCOUNT_WHEN_ROOT)
+            self._account = account
+            uid, gid = account.uid, account.gid
+        else:
+            self._account = None
+            uid, gid = os.geteuid(), os.getegid()
+
+        if self._account is not None:
+            _ensure_traversable(self.data_dir, self._account)
+
+        if self.pg_dir.exists():
+            st = self.pg_dir.stat()
+            if st.st_uid != uid:
+                if self._account is None:
+                    owner = _owner_name(st.st_uid)
+                    raise ClusterError(
+                        f"{self.pg_dir} belongs to {owner}, not to the current user; run "
+                        "EventBunker as that user (or as root)"
+                    )
+                logger.warning("changing the owner of %s to %r", self.pg_dir, self._account.name)
+                _chown_tree(self.pg_dir, uid, gid)
+            if (self.pg_dir / "PG_VERSION").is_file():
+                os.chmod(self.pg_dir, 0o700)
+            elif any(self.pg_dir.iterdir()):
+                raise ClusterError(
+                    f"{self.pg_dir} exists, is not empty and is not a PostgreSQL data directory"
+                )
+
+        self._prepare_socket_dir(uid, gid)
+
+        fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_uid != uid:
+                os.fchown(fd, uid, gid)
+        finally:
+            os.close(fd)
+
+    def _prepare_socket_dir(self, uid: int, gid: int) -> None:
+        directory = self._socket_dir
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
+        st = os.lstat(directory)
+        if not stat.S_ISDIR(st.st_mode):
+            raise ClusterError(f"socket directory {directory} is not a directory")
+        if st.st_uid != uid:
+            if os.geteuid() != 0 and st.st_uid != os.geteuid():
+                raise ClusterError(
+                    f"socket directory {directory} belongs to {_owner_name(st.st_uid)}"
+                )
+            os.chown(directory, uid, gid, follow_symlinks=False)
+        if stat.S_IMODE(st.st_mode) != 0o700:
+            os.chmod(directory, 0o700)
+
+    def _initdb(self) -> None:
+        """initdb into a scratch directory, renamed into place once complete."""
+        scratch = self.data_dir / "pg.initdb"
+        if scratch.exists():
+            shutil.rmtree(scratch)  # left over by an interrupted initdb (we hold the lock)
+        scratch.mkdir(mode=0o700)
+        if self._account is not None:
+            os.chown(scratch, self._account.uid, self._account.gid)
+        if _c_utf8_locale_available():
+            # Unicode-aware character classes and upper()/lower(), byte-order (fast)
+            # sorting.
+            locale_args = ["--locale=C.UTF-8", "--lc-collate=C"]
+        else:
+            locale_args = ["--no-locale"]
+        logger.info("initializing a PostgreSQL cluster in %s", self.pg_dir)
+        proc = self._run(
+            [
+                self._bin("initdb"),
+                f"--pgdata={scratch}",
+                f"--username={SUPERUSER}",
+                "--auth=trust",
+                "--encoding=UTF8",
+                *locale_args,
+            ],
+            timeout=INITDB_TIMEOUT_S,
+            what="initdb",
+        )
+        if proc.returncode != 0:
+            raise self._failure("initdb", proc)
+        if self.pg_dir.exists():
+            self.pg_dir.rmdir()  # empty (checked in _prepare)
+        os.rename(scratch, self.pg_dir)
+
+    def _settings(self) -> list[tuple[str, str]]:
+        return [
+            # Unix socket only: never collides with another server's TCP port.
+            ("listen_addresses", "''"),
+            ("port", str(self._port)),
+            ("unix_socket_directories", _conf_quote(str(self._socket_dir))),
+            ("unix_socket_permissions", "0700"),
+            ("cluster_name", _conf_quote("eventbunker")),
+            ("max_connections", "200"),
+            ("shared_buffers", "'256MB'"),
+            ("work_mem", "'8MB'"),
+            ("maintenance_work_mem", "'128MB'"),
+            ("max_wal_size", "'2GB'"),
+            ("wal_compression", "on"),
+            # Durability is a product invariant: a 2xx means committed.
+            ("fsync", "on"),
+            ("synchronous_commit", "on"),
+            ("full_page_writes", "on"),
+            # Short analytic queries: JIT compilation costs more than it saves.
+            ("jit", "off"),
+            ("timezone", "'UTC'"),
+            ("log_timezone", "'UTC'"),
+            ("logging_collector", "off"),
+            ("log_destination", "'stderr'"),
+            ("log_line_prefix", _conf_quote("%m [%p] %q%u@%d ")),
+            ("shared_preload_libraries", "'timescaledb'"),
+            ("timescaledb.license", "'apache'"),
+            ("timescaledb.telemetry_level", "off"),
+            ("timescaledb.max_background_workers", "8"),
+            ("max_worker_processes", "16"),
+            ("max_locks_per_transaction", "128"),
+        ]
+
+    def _configure(self) -> None:
+        """Write eventbunker.conf and include it from postgresql.conf (idempotent)."""
+        lines = [
+            "# Managed by EventBunker (eventbunker/cluster.py): rewritten before every start.",
+            "# Use ALTER SYSTEM (postgresql.auto.conf) to override a setting.",
+            *(f"{name} = {value}" for name, value in self._settings()),
+        ]
+        conf = self.pg_dir / "eventbunker.conf"
+        scratch = self.pg_dir / "eventbunker.conf.tmp"
+        scratch.write_text("\n".join(lines) + "\n")
+        if self._account is not None:
+            os.chown(scratch, self._account.uid, self._account.gid)
+        os.chmod(scratch, 0o600)
+        os.replace(scratch, conf)
+
+        main_conf = self.pg_dir / "postgresql.conf"
+        text = main_conf.read_text()
+        if INCLUDE_LINE not in text.splitlines():
+            with main_conf.open("a") as f:
+                f.write(
+                    ("" if text.endswith("\n") else "\n")
+                    + "\n# EventBunker's settings (see eventbunker.conf)\n"
+                    + INCLUDE_LINE
+                    + "\n"
+                )
+
+    def _pg_ctl_start(self) -> None:
+        logger.info("starting PostgreSQL in %s", self.pg_dir)
+        self._clear_stale_lock_files()
+        proc = self._run(
+            [
+                self._bin("pg_ctl"),
+                "start",
+                "--pgdata",
+                str(self.pg_dir),
+                "--log",
+                str(self.log_file),
+                "--wait",
+                "--timeout",
+                str(START_TIMEOUT_S),
+            ],
+            timeout=START_TIMEOUT_S + 30,
+            what="pg_ctl start",
+        )
+        if proc.returncode != 0:
+            raise self._failure(f"starting PostgreSQL in {self.pg_dir}", proc)
+
+    def _pg_ctl_stop(self) -> None:
+        logger.info("stopping PostgreSQL in %s", self.pg_dir)
+        if self._account is None and os.geteuid() == 0:
+            self._account = _Account.lookup(SERVER_ACCOUNT_WHEN_ROOT)
+        proc = self._run(
+            [
+                self._bin("pg_ctl"),
+                "stop",
+                "--pgdata",
+                str(self.pg_dir),
+                "--mode",
+                "fast",
+                "--wait",
+                "--timeout",
+                str(STOP_TIMEOUT_S),
+            ],
+            timeout=STOP_TIMEOUT_S + 30,
+            what="pg_ctl stop",
+        )
+        if proc.returncode != 0 and self._live_postmaster_pid() is not None:
+            raise self._failure(f"stopping PostgreSQL in {self.pg_dir}", proc)
+
+    # ------------------------------------------------------------------ database
+
+    def _connect(self, dbname: str) -> psycopg.Connection[TupleRow]:
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while True:
+            try:
+                return psycopg.connect(self._conninfo(dbname), autocommit=True, connect_timeout=10)
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise ClusterError(
+                        f"cannot connect to the cluster in {self.data_dir} "
+                        f"({self._conninfo(dbname)}): {exc}{self._log_hint()}"
+                    ) from exc
+                time.sleep(0.1)
+
+    def _ensure_database(self) -> None:
+        with self._connect("postgres") as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (self.dbname,)
+            ).fetchone()
+            if exists is None:
+                logger.info("creating database %r", self.dbname)
+                with contextlib.suppress(errors.DuplicateDatabase):
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.dbname)))
+        with self._connect(self.dbname) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            # Under the Apache license this built-in job (pruning the history of
+            # TSL-only jobs) fails with "not supported under the current apache
+            # license" on every run, filling the log; alter_job() is TSL-only too.
+            try:
+                conn.execute(
+                    "UPDATE _timescaledb_config.bgw_job SET scheduled = false"
+                    " WHERE proc_name = 'policy_job_stat_history_retention' AND scheduled"
+                    " AND current_setting('timescaledb.license') = 'apache'"
+                )
+            except psycopg.Error as exc:
+                logger.debug("could not unschedule the job history retention job: %s", exc)
+            row = conn.execute(
+                "SELECT e.extversion, a.default_version FROM pg_extension e"
+                " JOIN pg_available_extensions a ON a.name = e.extname"
+                " WHERE e.extname = 'timescaledb'"
+            ).fetchone()
+        if row is not None and row[0] != row[1]:
+            # A newer TimescaleDB was installed: update the extension. This must be the
+            # first statement of a session (before the old version gets loaded).
+            logger.info("updating the timescaledb extension from %s to %s", row[0], row[1])
+            try:
+                with self._connect(self.dbname) as conn:
+                    conn.execute("ALTER EXTENSION timescaledb UPDATE")
+            except psycopg.Error as exc:
+                logger.warning("could not update the timescaledb extension: %s", exc)
+
+
+def _owner_name(uid: int) -> str:
+    try:
+        return repr(pwd.getpwuid(uid).pw_name)
+    except KeyError:
+        return f"uid {uid}"

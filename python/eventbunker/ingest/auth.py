@@ -1,0 +1,173 @@
+"""API key authentication through a per-worker cache.
+
+Keys are looked up by the SHA-256 of the secret. Known keys stay cached and
+are re-checked against the database every ``refresh_interval`` (250 ms by
+default) in one query, so a revoked or deleted key is refused by every
+worker within that interval. Unknown and revoked keys are cached briefly
+(bounded) so that a flood of bad keys does not become a flood of queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from eventbunker.admin.keys import hash_secret
+
+log = logging.getLogger(__name__)
+
+NEGATIVE_TTL_S = 1.0
+NEGATIVE_MAX_ENTRIES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: int
+    project_id: int
+    kind: str
+    customer_identifier: str | None
+
+
+class KeyStatus:
+    UNKNOWN = "unknown"
+    REVOKED = "revoked"
+
+
+class KeyCache:
+    def __init__(
+        self,
+        conninfo: str,
+        refresh_interval_s: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._conninfo = conninfo
+        self._refresh_interval_s = refresh_interval_s
+        self._clock = clock
+        self._known: dict[bytes, ApiKey] = {}
+        # hash -> (KeyStatus, expiry); insertion-ordered for eviction.
+        self._refused: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
+        self._inflight: dict[bytes, asyncio.Future[ApiKey | str]] = {}
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._refresh_loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._conn is not None:
+            await self._conn.close()
+
+    async def authenticate(self, secret: str) -> ApiKey | str:
+        """The key for ``secret``, or a ``KeyStatus`` saying why there is none."""
+        digest = hash_secret(secret)
+        key = self._known.get(digest)
+        if key is not None:
+            return key
+        refused = self._refused.get(digest)
+        if refused is not None:
+            if refused[1] > self._clock():
+                return refused[0]
+            del self._refused[digest]
+        # Concurrent requests with the same new key share one lookup.
+        pending = self._inflight.get(digest)
+        if pending is not None:
+            return await pending
+        future: asyncio.Future[ApiKey | str] = asyncio.get_running_loop().create_future()
+        self._inflight[digest] = future
+        try:
+            result = await self._lookup(digest)
+            future.set_result(result)
+            return result
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: the waiters re-raise it themselves
+            raise
+        finally:
+            del self._inflight[digest]
+
+    async def ping(self) -> None:
+        """Raise unless the database answers."""
+        async with self._lock:
+            conn = await self._connection()
+            try:
+                await conn.execute("SELECT 1")
+            except psycopg.Error:
+                await self._drop_connection()
+                raise
+
+    async def _lookup(self, digest: bytes) -> ApiKey | str:
+        async with self._lock:
+            conn = await self._connection()
+            try:
+                cur = await conn.execute(
+                    "SELECT id, project_id, kind, customer_identifier, revoked_at IS NOT NULL"
+                    " FROM api_keys WHERE key_hash = %s",
+                    (digest,),
+                )
+                row = await cur.fetchone()
+            except psycopg.Error:
+                await self._drop_connection()
+                raise
+        if row is None or row[4]:
+            status = KeyStatus.UNKNOWN if row is None else KeyStatus.REVOKED
+            self._refused[digest] = (status, self._clock() + NEGATIVE_TTL_S)
+            while len(self._refused) > NEGATIVE_MAX_ENTRIES:
+                self._refused.popitem(last=False)
+            return status
+        key = ApiKey(id=row[0], project_id=row[1], kind=row[2], customer_identifier=row[3])
+        self._known[digest] = key
+        return key
+
+    async def refresh(self) -> None:
+        """Drop every cached key that was revoked or deleted since it was cached."""
+        if not self._known:
+            return
+        hashes = list(self._known)
+        async with self._lock:
+            conn = await self._connection()
+            try:
+                cur = await conn.execute(
+                    "SELECT key_hash FROM api_keys WHERE key_hash = ANY(%s) AND revoked_at IS NULL",
+                    (hashes,),
+                )
+                valid = {bytes(row[0]) for row in await cur.fetchall()}
+            except psycopg.Error:
+                await self._drop_connection()
+                raise
+        for digest in hashes:
+            if digest not in valid:
+                self._known.pop(digest, None)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_interval_s)
+            try:
+                await self.refresh()
+            except psycopg.Error as exc:
+                log.warning("key refresh failed (will retry): %s", exc)
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True, connect_timeout=5
+            )
+        return self._conn
+
+    async def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                await self._conn.close()
+            self._conn = None

@@ -1,0 +1,1 @@
+"""Storage: schema migrations and the TimescaleDB side of the data path."""

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Everything EventBunker needs on a fresh Debian 12 or 13 machine, idempotently:
+# system packages, PostgreSQL + TimescaleDB, a virtualenv with the Python
+# dependencies and the Rust extension built in release mode.
+#
+#   scripts/setup.sh          server and tests
+#   EVENTBUNKER_SETUP_BROWSER=1 scripts/setup.sh   also Debian's chromium (web tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+missing=()
+need() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed" || missing+=("$1"); }
+command -v python3 >/dev/null || need python3
+python3 -c 'import venv, ensurepip' 2>/dev/null || need python3-venv
+command -v cc >/dev/null || need build-essential
+command -v cargo >/dev/null || { need cargo; need rustc; }
+command -v wrk >/dev/null || need wrk
+if [ "${EVENTBUNKER_SETUP_BROWSER:-0}" = 1 ]; then
+    command -v chromium >/dev/null || need chromium
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+scripts/install-postgres.sh
+
+if [ ! -x .venv/bin/python ]; then
+    log "creating .venv"
+    python3 -m venv .venv
+fi
+# Reinstall the Python dependencies only when pyproject.toml changed.
+stamp=.venv/.eventbunker-deps
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    log "installing Python dependencies"
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q "maturin>=1.5,<2"
+    .venv/bin/python - <<'PY' > .venv/requirements.txt
+import tomllib
+meta = tomllib.load(open("pyproject.toml", "rb"))["project"]
+print("\n".join(meta["dependencies"] + meta["optional-dependencies"]["dev"]))
+PY
+    .venv/bin/pip install -q -r .venv/requirements.txt
+    touch "$stamp"
+fi
+
+log "building the Rust extension (release)"
+# Installs the package in editable mode (python/ is linked, the compiled
+# module is copied next to it) plus the `eventbunker` command.
+VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH" .venv/bin/maturin develop --release -q >&2
