@@ -381,3 +381,30 @@ def test_events_is_a_hypertable(db) -> None:
         r[0] for r in db.execute("SELECT hypertable_name FROM timescaledb_information.hypertables")
     ]
     assert "events" in names
+
+
+def test_refusals_and_latency_are_recorded_per_project(client, db, project: Project) -> None:
+    assert post(client, project.write_key, {"event_name": "ok"}).status_code == 202
+    assert post(client, project.write_key, {"event_name": ""}).status_code == 400
+    assert post(client, project.write_key, None, raw=b"{").status_code == 400
+    deadline = time.monotonic() + 5
+    reasons: dict[str, int] = {}
+    while time.monotonic() < deadline and len(reasons) < 2:
+        time.sleep(0.2)
+        reasons = dict(
+            db.execute(
+                "SELECT reason, sum(requests)::int FROM rejected_counters"
+                " WHERE project_id = %s GROUP BY reason",
+                (project.id,),
+            ).fetchall()
+        )
+    assert reasons == {"invalid_event": 1, "malformed_json": 1}
+    row = db.execute(
+        "SELECT sum(events), sum(latency_ms_sum), max(latency_ms_max) FROM write_counters"
+        " WHERE project_id = %s",
+        (project.id,),
+    ).fetchone()
+    assert row is not None
+    events, latency_sum, latency_max = row
+    assert events == 1
+    assert 0 < latency_sum <= latency_max < 1000

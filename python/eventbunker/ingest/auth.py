@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 NEGATIVE_TTL_S = 1.0
 NEGATIVE_MAX_ENTRIES = 10_000
+# [admin: last_used_at] A key's ``last_used_at`` is written by the refresh
+# loop, at most once a minute per key and worker: never on the request path.
+LAST_USED_INTERVAL_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,9 @@ class KeyCache:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        # [admin: last_used_at] ids of keys used since their last write, and when that was.
+        self._used: set[int] = set()
+        self._used_written_at: dict[int, float] = {}
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._refresh_loop())
@@ -75,6 +81,7 @@ class KeyCache:
         digest = hash_secret(secret)
         key = self._known.get(digest)
         if key is not None:
+            self._used.add(key.id)  # [admin: last_used_at]
             return key
         refused = self._refused.get(digest)
         if refused is not None:
@@ -129,6 +136,7 @@ class KeyCache:
             return status
         key = ApiKey(id=row[0], project_id=row[1], kind=row[2], customer_identifier=row[3])
         self._known[digest] = key
+        self._used.add(key.id)  # [admin: last_used_at]
         return key
 
     async def refresh(self) -> None:
@@ -150,6 +158,31 @@ class KeyCache:
         for digest in hashes:
             if digest not in valid:
                 self._known.pop(digest, None)
+        await self._write_last_used()
+
+    async def _write_last_used(self) -> None:
+        """[admin: last_used_at] One UPDATE for the keys used and not written for a minute."""
+        now = self._clock()
+        written_at = self._used_written_at
+        due = [
+            key_id
+            for key_id in self._used
+            if key_id not in written_at or now - written_at[key_id] >= LAST_USED_INTERVAL_S
+        ]
+        if not due:
+            return
+        async with self._lock:
+            conn = await self._connection()
+            try:
+                await conn.execute(
+                    "UPDATE api_keys SET last_used_at = now() WHERE id = ANY(%s)", (due,)
+                )
+            except psycopg.Error:
+                await self._drop_connection()
+                raise
+        for key_id in due:
+            self._used.discard(key_id)
+            self._used_written_at[key_id] = now
 
     async def _refresh_loop(self) -> None:
         while True:

@@ -18,11 +18,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 
 import psycopg
 
-from eventbunker.ingest.writer import CounterKey, EventWriter
+from eventbunker.ingest.writer import CounterKey, EventWriter, Written
 from eventbunker.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,8 @@ class StorageUnavailable(Exception):
 class _Pending:
     rows: bytes
     count: int
-    counter_key: CounterKey
+    project_id: int
+    received_at_us: int
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -83,11 +84,11 @@ class GroupCommitter:
         for writer in self._writers:
             await writer.close()
 
-    async def submit(self, rows: bytes, count: int, project_id: int, day: date) -> None:
+    async def submit(self, rows: bytes, count: int, project_id: int, received_at_us: int) -> None:
         """Return once the rows are committed; raise Overloaded or StorageUnavailable."""
         if self._queued_rows + count > self._queue_max_rows:
             raise Overloaded
-        pending = _Pending(rows, count, (project_id, day))
+        pending = _Pending(rows, count, project_id, received_at_us)
         self._queue.append(pending)
         self._queued_rows += count
         self._metrics.queue_events = self._queued_rows
@@ -147,11 +148,22 @@ class GroupCommitter:
                 _succeed([pending], self._metrics)
 
 
-def _counts(batch: list[_Pending]) -> dict[CounterKey, int]:
-    counts: dict[CounterKey, int] = {}
+def _counts(batch: list[_Pending]) -> dict[CounterKey, Written]:
+    """Billed writes and receipt-to-commit latency per (project, UTC day of receipt)."""
+    now_us = time.time_ns() // 1000
+    counts: dict[CounterKey, Written] = {}
     for pending in batch:
-        counts[pending.counter_key] = counts.get(pending.counter_key, 0) + pending.count
+        day = _utc_day(pending.received_at_us)
+        written = counts.setdefault((pending.project_id, day), Written())
+        latency_ms = max(0.0, (now_us - pending.received_at_us) / 1000)
+        written.events += pending.count
+        written.latency_ms_sum += latency_ms * pending.count
+        written.latency_ms_max = max(written.latency_ms_max, latency_ms)
     return counts
+
+
+def _utc_day(epoch_us: int) -> date:
+    return datetime.fromtimestamp(epoch_us / 1_000_000, UTC).date()
 
 
 def _succeed(batch: list[_Pending], metrics: Metrics) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -20,14 +19,15 @@ from eventbunker import _native
 from eventbunker.errors import error_body
 from eventbunker.ingest.auth import ApiKey, KeyCache, KeyStatus
 from eventbunker.ingest.batcher import GroupCommitter, Overloaded, StorageUnavailable
+from eventbunker.ingest.rejections import RejectionCounter
 from eventbunker.ops.metrics import Metrics
 
 RETRY_AFTER_S = b"1"
 ACCEPTED_MEDIA_TYPES = frozenset({b"", b"application/json", b"text/plain"})
 
 CORS_HEADERS = [(b"access-control-allow-origin", b"*")]
+# Sent on top of CORS_HEADERS, which every answer carries.
 PREFLIGHT_HEADERS = [
-    *CORS_HEADERS,
     (b"access-control-allow-methods", b"POST, OPTIONS"),
     (
         b"access-control-allow-headers",
@@ -55,12 +55,14 @@ class IngestEndpoint:
         self,
         keys: KeyCache,
         committer: GroupCommitter,
+        rejections: RejectionCounter,
         metrics: Metrics,
         limits: _native.Limits,
         max_body_bytes: int,
     ) -> None:
         self._keys = keys
         self._committer = committer
+        self._rejections = rejections
         self._metrics = metrics
         self._limits = limits
         self._max_body_bytes = max_body_bytes
@@ -78,20 +80,25 @@ class IngestEndpoint:
                 [(b"allow", b"POST, OPTIONS")],
             )
             return
+        headers = _headers(scope)
+        key: ApiKey | None = None
         try:
-            accepted = await self._ingest(scope, receive)
+            key = await self._authenticate(headers)
+            accepted = await self._ingest(key, scope, headers, receive)
         except Refusal as refusal:
             self._metrics.reject(refusal.code)
+            if key is not None:
+                self._rejections.add(key.project_id, refusal.code)
             extra = [(b"retry-after", RETRY_AFTER_S)] if refusal.retry_after else []
             body = error_body(refusal.code, refusal.message, refusal.details)
             await _respond(send, refusal.status, body, extra)
             return
         await _respond(send, 202, orjson.dumps({"accepted": accepted, "duplicates": 0}))
 
-    async def _ingest(self, scope: Scope, receive: Receive) -> int:
+    async def _ingest(
+        self, key: ApiKey, scope: Scope, headers: dict[bytes, bytes], receive: Receive
+    ) -> int:
         received_at_us = time.time_ns() // 1000
-        headers = _headers(scope)
-        key = await self._authenticate(headers)
         gzip = _content_encoding_is_gzip(headers)
         media_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
         if media_type not in ACCEPTED_MEDIA_TYPES:
@@ -112,9 +119,10 @@ class IngestEndpoint:
             )
         except _native.IngestError as exc:
             raise Refusal(exc.status, exc.code, exc.message, exc.details) from None
-        day = datetime.fromtimestamp(received_at_us / 1e6, UTC).date()
         try:
-            await self._committer.submit(prepared.rows, prepared.count, key.project_id, day)
+            await self._committer.submit(
+                prepared.rows, prepared.count, key.project_id, received_at_us
+            )
         except Overloaded:
             raise Refusal(
                 503, "overloaded", "too many events waiting; retry", retry_after=True

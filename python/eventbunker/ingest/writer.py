@@ -10,26 +10,49 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from eventbunker._native import EVENT_COLUMNS
 
-COPY_EVENTS = sql.SQL("COPY events ({}) FROM STDIN").format(
-    sql.SQL(", ").join(sql.Identifier(c) for c in EVENT_COLUMNS)
-)
-
-ADD_TO_COUNTERS = (
-    "INSERT INTO write_counters (project_id, day, shard, events)"
-    " SELECT p, d, %s, n FROM unnest(%s::bigint[], %s::date[], %s::bigint[]) AS t(p, d, n)"
-    " ON CONFLICT (project_id, day, shard)"
-    " DO UPDATE SET events = write_counters.events + EXCLUDED.events"
-)
+# Built once from our own column list (no user input reaches this text).
+COPY_EVENTS = (
+    "COPY events (" + ", ".join(f'"{c}"' for c in EVENT_COLUMNS) + ") FROM STDIN"
+).encode()
 
 CounterKey = tuple[int, date]  # (project_id, UTC day of receipt)
+
+
+@dataclass(slots=True)
+class Written:
+    """What one flush adds to a (project, day) counter."""
+
+    events: int = 0
+    latency_ms_sum: float = 0.0  # receipt to commit, summed over the events
+    latency_ms_max: float = 0.0
+
+
+def _counters_then_commit(shard: int, counts: dict[CounterKey, Written]) -> bytes:
+    # Only integers, ISO dates and finite floats we computed ourselves are
+    # spelled into this text, so literals are safe and save a round trip.
+    values = ", ".join(
+        f"({project_id}, '{day.isoformat()}', {shard}, {w.events},"
+        f" {w.latency_ms_sum!r}, {w.latency_ms_max!r})"
+        for (project_id, day), w in counts.items()
+    )
+    return (
+        "INSERT INTO write_counters"
+        " (project_id, day, shard, events, latency_ms_sum, latency_ms_max)"
+        f" VALUES {values}"
+        " ON CONFLICT (project_id, day, shard) DO UPDATE SET"
+        " events = write_counters.events + EXCLUDED.events,"
+        " latency_ms_sum = write_counters.latency_ms_sum + EXCLUDED.latency_ms_sum,"
+        " latency_ms_max = greatest(write_counters.latency_ms_max, EXCLUDED.latency_ms_max);"
+        " COMMIT"
+    ).encode()
 
 
 class EventWriter:
@@ -40,26 +63,31 @@ class EventWriter:
         self._shard = shard
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
-    async def write(self, chunks: Sequence[bytes], counts: dict[CounterKey, int]) -> None:
-        """COPY ``chunks`` and add ``counts`` in one transaction; raise if not committed."""
+    async def write(self, chunks: Sequence[bytes], counts: dict[CounterKey, Written]) -> None:
+        """COPY ``chunks`` and add ``counts`` in one transaction; raise if not committed.
+
+        Four round trips: BEGIN, the COPY (two), then the counters and the
+        COMMIT sent together as one simple query.
+        """
         conn = await self._connection()
         try:
-            async with conn.transaction(), conn.cursor() as cur:
-                async with cur.copy(COPY_EVENTS) as copy:
-                    await copy.write(b"".join(chunks))
-                keys = list(counts)
-                await cur.execute(
-                    ADD_TO_COUNTERS,
-                    (
-                        self._shard,
-                        [k[0] for k in keys],
-                        [k[1] for k in keys],
-                        [counts[k] for k in keys],
-                    ),
-                )
+            await conn.execute(b"BEGIN")
+            async with conn.cursor() as cur, cur.copy(COPY_EVENTS) as copy:
+                await copy.write(b"".join(chunks))
+            await conn.execute(_counters_then_commit(self._shard, counts))
         except psycopg.OperationalError:
             await self.close()  # reconnect on the next batch
             raise
+        except BaseException:
+            await self._rollback()
+            raise
+
+    async def _rollback(self) -> None:
+        try:
+            if self._conn is not None and not self._conn.closed:
+                await self._conn.execute(b"ROLLBACK")
+        except psycopg.Error:
+            await self.close()
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -69,5 +97,8 @@ class EventWriter:
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = await psycopg.AsyncConnection.connect(self._conninfo, connect_timeout=5)
+            # Autocommit: the transaction is spelled out in write().
+            self._conn = await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True, connect_timeout=5
+            )
         return self._conn
