@@ -3,8 +3,8 @@
 # system packages, PostgreSQL + TimescaleDB, a virtualenv with the Python
 # dependencies and the Rust extension built in release mode.
 #
-#   scripts/setup.sh          server and tests
-#   EVENTBUNKER_SETUP_BROWSER=1 scripts/setup.sh   also Debian's chromium (web tests)
+#   scripts/setup.sh          server and tests (with Debian's chromium for the web tests)
+#   EVENTBUNKER_SETUP_BROWSER=0 scripts/setup.sh   without chromium (server only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +19,7 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need python3-venv
 command -v cc >/dev/null || need build-essential
 command -v cargo >/dev/null || { need cargo; need rustc; }
 command -v wrk >/dev/null || need wrk
-if [ "${EVENTBUNKER_SETUP_BROWSER:-0}" = 1 ]; then
+if [ "${EVENTBUNKER_SETUP_BROWSER:-1}" = 1 ]; then
     command -v chromium >/dev/null || need chromium
 fi
 if [ ${#missing[@]} -gt 0 ]; then

@@ -77,6 +77,8 @@ def start_server(
             database_url,
             "--port",
             str(port),
+            "--spool-dir",
+            str(log_dir / "spool"),
             *extra_args,
         ],
         stdout=log_path.open("wb"),

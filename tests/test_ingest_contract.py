@@ -14,6 +14,8 @@ import pytest
 
 from conftest import Project
 
+VISIBLE_WITHIN_S = 1.0
+
 
 def post(
     client: httpx.Client,
@@ -31,13 +33,20 @@ def post(
 
 
 def stored(
-    db: psycopg.Connection[Any], project_id: int, columns: str = "*"
+    db: psycopg.Connection[Any], project_id: int, columns: str = "*", count: int = 0
 ) -> list[dict[str, Any]]:
+    """The project's rows; with ``count``, once that many are visible (at most 1 s:
+    the contract's time from a 202 to queryable)."""
+    deadline = time.monotonic() + VISIBLE_WITHIN_S
     cur = db.cursor(row_factory=psycopg.rows.dict_row)
-    return cur.execute(
-        f"SELECT {columns} FROM events WHERE project_id = %s ORDER BY timestamp, event_name",
-        (project_id,),
-    ).fetchall()
+    while True:
+        rows = cur.execute(
+            f"SELECT {columns} FROM events WHERE project_id = %s ORDER BY timestamp, event_name",
+            (project_id,),
+        ).fetchall()
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.01)
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -57,7 +66,7 @@ def test_single_event_is_stored_with_its_properties(client, db, project: Project
     response = post(client, project.write_key, body)
     assert response.status_code == 202
     assert response.json() == {"accepted": 1, "duplicates": 0}
-    [row] = stored(db, project.id)
+    [row] = stored(db, project.id, count=1)
     assert row["event_name"] == "signup"
     assert row["properties"] == {"plan": "pro", "nested": {"a": [1, 2.5, None, True]}}
     assert row["received_at"] is not None
@@ -71,7 +80,7 @@ def test_batch_is_stored_whole(client, db, project: Project) -> None:
     response = post(client, project.write_key, batch)
     assert response.status_code == 202
     assert response.json() == {"accepted": 50, "duplicates": 0}
-    rows = stored(db, project.id, "properties")
+    rows = stored(db, project.id, "properties", count=50)
     assert sorted(r["properties"]["i"] for r in rows) == list(range(50))
 
 
@@ -92,7 +101,7 @@ def test_authorization_bearer_and_text_plain_are_accepted(client, db, project: P
         headers={"Authorization": f"Bearer {project.write_key}", "Content-Type": "text/plain"},
     )
     assert response.status_code == 202, response.text
-    assert len(stored(db, project.id)) == 1
+    assert len(stored(db, project.id, count=1)) == 1
 
 
 def test_gzip_body(client, db, project: Project) -> None:
@@ -106,7 +115,7 @@ def test_gzip_body(client, db, project: Project) -> None:
     )
     assert response.status_code == 202, response.text
     assert response.json()["accepted"] == 20
-    assert len(stored(db, project.id)) == 20
+    assert len(stored(db, project.id, count=20)) == 20
 
 
 def test_timestamp_forms(client, db, project: Project) -> None:
@@ -117,7 +126,7 @@ def test_timestamp_forms(client, db, project: Project) -> None:
         {"event_name": "z", "timestamp": "2024-03-01T10:00:00Z"},
     ]
     assert post(client, project.write_key, batch).status_code == 202
-    got = {r["event_name"]: r["timestamp"] for r in stored(db, project.id)}
+    got = {r["event_name"]: r["timestamp"] for r in stored(db, project.id, count=4)}
     assert got["rfc3339"] == datetime(2024, 3, 1, 10, 0, 0, 500000, tzinfo=UTC)
     assert got["seconds"] == datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
     assert got["millis"] == datetime(2024, 3, 1, 12, 0, 0, 250000, tzinfo=UTC)
@@ -134,7 +143,7 @@ def test_sent_at_corrects_client_clock_skew(client, db, project: Project) -> Non
         "sent_at": client_now.isoformat(),
     }
     assert post(client, project.write_key, event).status_code == 202
-    [row] = stored(db, project.id)
+    [row] = stored(db, project.id, count=1)
     expected = row["received_at"] - timedelta(minutes=5)
     assert abs(row["timestamp"] - expected) < timedelta(seconds=2)
     assert abs(row["sent_at"] - client_now) < timedelta(milliseconds=1)
@@ -143,7 +152,7 @@ def test_sent_at_corrects_client_clock_skew(client, db, project: Project) -> Non
 def test_metric_event(client, db, project: Project) -> None:
     event = {"event_name": "load", "metric_name": "page_load_ms", "metric_value": 123.25}
     assert post(client, project.write_key, event).status_code == 202
-    [row] = stored(db, project.id)
+    [row] = stored(db, project.id, count=1)
     assert (row["metric_name"], row["metric_value"]) == ("page_load_ms", 123.25)
     assert row["properties"] == {}
 
@@ -158,7 +167,7 @@ def test_customer_identifier_comes_from_the_key(client, db, project: Project, ma
         ).status_code
         == 202
     )
-    got = {r["event_name"]: r["customer_identifier"] for r in stored(db, project.id)}
+    got = {r["event_name"]: r["customer_identifier"] for r in stored(db, project.id, count=2)}
     assert got == {"x": "acme", "y": "own"}
 
 
@@ -171,7 +180,7 @@ def test_strings_jsonb_cannot_hold_never_fail_a_batch(client, db, project: Proje
     )
     response = post(client, project.write_key, None, raw=raw)
     assert response.status_code == 202, response.text
-    rows = {r["event_name"]: r["properties"] for r in stored(db, project.id)}
+    rows = {r["event_name"]: r["properties"] for r in stored(db, project.id, count=3)}
     assert rows["nul\ufffdname"] == {"p": "a\ufffdb", "k\ufffd": 1}
     assert rows["surrogate"] == {"p": "x\ufffdy"}
     assert rows["pair"] == {"p": "\U0001f600"}
@@ -198,8 +207,8 @@ def test_projects_are_isolated(client, db, project: Project, make_key) -> None:
     other = create_project(db, "other")
     assert post(client, project.write_key, {"event_name": "mine"}).status_code == 202
     assert post(client, other["keys"]["write"], {"event_name": "theirs"}).status_code == 202
-    assert [r["event_name"] for r in stored(db, project.id)] == ["mine"]
-    assert [r["event_name"] for r in stored(db, other["id"])] == ["theirs"]
+    assert [r["event_name"] for r in stored(db, project.id, count=1)] == ["mine"]
+    assert [r["event_name"] for r in stored(db, other["id"], count=1)] == ["theirs"]
 
 
 def test_counters_equal_stored_rows(client, db, project: Project) -> None:
@@ -208,6 +217,7 @@ def test_counters_equal_stored_rows(client, db, project: Project) -> None:
         batch = [{"event_name": "c", "n": i} for i in range(n)]
         assert post(client, project.write_key, batch).status_code == 202
     assert post(client, project.write_key, [{"event_name": ""}]).status_code == 400
+    assert len(stored(db, project.id, "1", count=sum(sizes))) == sum(sizes)
     counted = db.execute(
         "SELECT day, sum(events) FROM write_counters WHERE project_id = %s GROUP BY day",
         (project.id,),
@@ -355,7 +365,7 @@ def test_health_ready_and_metrics(client, project: Project) -> None:
         'eventbunker_requests_rejected_total{reason="missing_key"}',
         "eventbunker_flush_batch_events_bucket",
         "eventbunker_flush_seconds_bucket",
-        "eventbunker_queue_events",
+        "eventbunker_spool_backlog_bytes",
     ):
         assert name in text
     accepted = next(
@@ -385,6 +395,7 @@ def test_events_is_a_hypertable(db) -> None:
 
 def test_refusals_and_latency_are_recorded_per_project(client, db, project: Project) -> None:
     assert post(client, project.write_key, {"event_name": "ok"}).status_code == 202
+    assert len(stored(db, project.id, count=1)) == 1
     assert post(client, project.write_key, {"event_name": ""}).status_code == 400
     assert post(client, project.write_key, None, raw=b"{").status_code == 400
     deadline = time.monotonic() + 5

@@ -1,13 +1,12 @@
 """The Litestar application: one factory, one wiring place.
 
 Granian calls ``create_app`` in every worker process (``factory=True``), so
-each worker owns its key cache, group committer and database connections.
+each worker owns its key cache, spool, drainer and database connections.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,19 +18,18 @@ from litestar.handlers import asgi
 from litestar.openapi import OpenAPIConfig
 from litestar.types import Receive, Scope, Send
 
-from eventbunker import _native
+from eventbunker.admin.api import admin_handlers
+from eventbunker.admin.store import AdminStore
 from eventbunker.config import Settings
 from eventbunker.errors import error_document
 from eventbunker.ingest.auth import KeyCache
-from eventbunker.ingest.batcher import GroupCommitter
-from eventbunker.ingest.endpoint import IngestEndpoint
-from eventbunker.ingest.writer import EventWriter
+from eventbunker.ingest.pipeline import IngestPipeline
 from eventbunker.ops.metrics import Metrics
 from eventbunker.ops.openapi import document_ingest
+from eventbunker.query.endpoint import QueryApi
+from eventbunker.web import template_config, web_handlers
 
 log = logging.getLogger(__name__)
-
-COUNTER_SHARDS_PER_FLUSHER = 16
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -43,33 +41,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
     conninfo = settings.database_url
     metrics = Metrics(settings.runtime_dir if str(settings.runtime_dir) not in ("", ".") else None)
     keys = KeyCache(conninfo, refresh_interval_s=settings.auth_refresh_ms / 1000)
-    # Shards of the write counters: distinct per flusher of this worker so
-    # that concurrent commits rarely touch the same counter row.
-    base_shard = (os.getpid() % COUNTER_SHARDS_PER_FLUSHER) * settings.flushers
-    committer = GroupCommitter(
-        lambda i: EventWriter(conninfo, shard=base_shard + i),
-        metrics,
-        flushers=settings.flushers,
-        batch_max_rows=settings.batch_max_rows,
-        batch_max_wait_s=settings.batch_max_wait_ms / 1000,
-        queue_max_rows=settings.queue_max_rows,
-    )
-    endpoint = IngestEndpoint(
-        keys,
-        committer,
-        metrics,
-        _native.Limits(
-            max_body_bytes=settings.max_body_bytes,
-            max_batch_events=settings.max_batch_events,
-            max_depth=settings.max_json_depth,
-            max_string_bytes=settings.max_string_bytes,
-        ),
-        max_body_bytes=settings.max_body_bytes,
-    )
+    ingest = IngestPipeline(settings, keys, metrics)
+    query_api = QueryApi(keys, conninfo, settings)
+    admin_store = AdminStore(conninfo)  # admin API and web app
 
     @asgi("/v1/events", copy_scope=False, include_in_schema=False)
     async def ingest_events(scope: Scope, receive: Receive, send: Send) -> None:
-        await endpoint(scope, receive, send)  # type: ignore[arg-type]
+        await ingest.endpoint(scope, receive, send)  # type: ignore[arg-type]
 
     @get("/healthz", media_type=MediaType.JSON, summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -93,17 +71,28 @@ def create_app(settings: Settings | None = None) -> Litestar:
         document_ingest(app)
         await metrics.start()
         await keys.start()
-        await committer.start()
+        await ingest.start()
+        await query_api.start()
         try:
             yield
         finally:
-            await committer.stop()
+            await query_api.stop()
+            await ingest.stop()
             await keys.stop()
             await metrics.stop()
 
     return Litestar(
-        route_handlers=[ingest_events, healthz, readyz, prometheus_metrics],
-        lifespan=[lifespan],
+        route_handlers=[
+            ingest_events,
+            healthz,
+            readyz,
+            prometheus_metrics,
+            *query_api.handlers,
+            *admin_handlers(admin_store),
+            *web_handlers(admin_store, settings.trusted_proxies),
+        ],
+        lifespan=[lifespan, admin_store.lifespan],
+        template_config=template_config(),
         exception_handlers={HTTPException: _http_error},
         openapi_config=OpenAPIConfig(title="EventBunker", version="0.1.0", path="/schema"),
         logging_config=None,

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import psycopg
 
+from eventbunker.admin.accounts import create_account, create_admin_key, revoke_admin_key
 from eventbunker.admin.keys import KEY_KINDS
 from eventbunker.admin.projects import AdminError, create_key, create_project, revoke_key
 from eventbunker.config import Settings
@@ -41,9 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     serve.add_argument("--max-body-bytes", type=int, help="request body limit (default 1 MiB)")
     serve.add_argument("--max-batch-events", type=int, help="events per request (default 1000)")
+    serve.add_argument(
+        "--spool-dir", type=Path, help="write-ahead spool (default <data-dir>/spool)"
+    )
+    serve.add_argument(
+        "--spool-max-bytes", type=int, help="spool size past which ingest answers 503 (1 GiB)"
+    )
     serve.add_argument("--geoip-db", help="MaxMind .mmdb file (env EVENTBUNKER_GEOIP_DB)")
     serve.add_argument(
         "--trusted-proxies", help="addresses/CIDRs whose X-Forwarded-For is believed"
+    )
+    serve.add_argument(
+        "--query-timeout-ms",
+        type=int,
+        help="time limit of one query; 503 beyond (env EVENTBUNKER_QUERY_TIMEOUT_MS; 10000)",
     )
     serve.add_argument(
         "--quickstart",
@@ -56,7 +68,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     project_create = project.add_parser("create", help="create a project and its first keys")
     project_create.add_argument("name")
+    project_create.add_argument(
+        "--account", type=int, help="owning account id (default: the 'default' account)"
+    )
     _database_flags(project_create)
+
+    account = commands.add_parser("account", help="manage accounts").add_subparsers(
+        dest="action", required=True
+    )
+    account_create = account.add_parser("create", help="create an account and its admin key")
+    account_create.add_argument("name")
+    _database_flags(account_create)
+    admin_key = account.add_parser(
+        "admin-key", help="create another admin key (web app, admin API) for an account"
+    )
+    admin_key.add_argument("--account", type=int, required=True, help="account id")
+    _database_flags(admin_key)
+    admin_key_revoke = account.add_parser("revoke-admin-key", help="revoke an admin key")
+    admin_key_revoke.add_argument("admin_key_id", type=int)
+    _database_flags(admin_key_revoke)
 
     key = commands.add_parser("key", help="manage API keys").add_subparsers(
         dest="action", required=True
@@ -81,8 +111,11 @@ def _settings(args: argparse.Namespace) -> Settings:
         "data_dir",
         "max_body_bytes",
         "max_batch_events",
+        "spool_dir",
+        "spool_max_bytes",
         "geoip_db",
         "trusted_proxies",
+        "query_timeout_ms",
     )
     overrides = {name: getattr(args, name, None) for name in names}
     if overrides.get("data_dir") is not None:
@@ -113,7 +146,13 @@ def main(argv: list[str] | None = None) -> int:
         serve(_settings(args), quickstart=args.quickstart)
         return 0
     if args.command == "project":
-        return _admin(args, lambda conn: create_project(conn, args.name))
+        return _admin(args, lambda conn: create_project(conn, args.name, args.account))
+    if args.command == "account":
+        if args.action == "create":
+            return _admin(args, lambda conn: create_account(conn, args.name))
+        if args.action == "admin-key":
+            return _admin(args, lambda conn: create_admin_key(conn, args.account))
+        return _admin(args, lambda conn: revoke_admin_key(conn, args.admin_key_id))
     if args.action == "create":
         return _admin(
             args,

@@ -28,16 +28,26 @@ class Settings:
     max_batch_events: int = 1000
     max_json_depth: int = 32
     max_string_bytes: int = 65_536
-    # Group commit: a flush takes up to batch_max_rows rows; when fewer are
-    # waiting it waits at most batch_max_wait_ms for more.
-    batch_max_rows: int = 5000
-    batch_max_wait_ms: float = 0.0
-    flushers: int = 2
-    queue_max_rows: int = 50_000
+    # Write-ahead spool (default: <data_dir>/spool): a 202 means fsynced here.
+    spool_dir: Path = Path()
+    spool_max_bytes: int = 1 << 30  # past this (e.g. database down): 503
+    spool_max_pending_bytes: int = 32 << 20  # waiting for the disk, per worker
+    # Spool -> TimescaleDB: wait this long for more records before a COPY.
+    drain_interval_ms: float = 20.0
+    idempotency_window_hours: float = 48.0
     # How often each worker re-checks its cached keys (revocation visibility).
     auth_refresh_ms: int = 250
     geoip_db: str = ""
+    # Queries and deletes: per-statement time limits (503 beyond) and the
+    # connections each worker keeps for them.
+    query_timeout_ms: int = 10_000
+    delete_timeout_ms: int = 300_000
+    query_pool_size: int = 4
     trusted_proxies: str = ""
+
+    def __post_init__(self) -> None:
+        if self.spool_dir == Path():
+            object.__setattr__(self, "spool_dir", self.data_dir / "spool")
 
     @property
     def effective_workers(self) -> int:

@@ -11,6 +11,8 @@ KEY_KINDS: tuple[KeyKind, ...] = ("write", "query", "delete")
 
 # A key says what it is at a glance (and to secret scanners).
 PREFIX_BY_KIND: dict[KeyKind, str] = {"write": "ebw_", "query": "ebq_", "delete": "ebd_"}
+# An account admin key manages the account's projects (admin API, web app).
+ADMIN_PREFIX = "eba_"
 
 # How much of a secret is kept in clear to recognise it in key lists.
 DISPLAY_PREFIX_LENGTH = 10
@@ -18,6 +20,10 @@ DISPLAY_PREFIX_LENGTH = 10
 
 def generate_secret(kind: KeyKind) -> str:
     return PREFIX_BY_KIND[kind] + secrets.token_urlsafe(24)
+
+
+def generate_admin_secret() -> str:
+    return ADMIN_PREFIX + secrets.token_urlsafe(24)
 
 
 def hash_secret(secret: str) -> bytes:

@@ -64,6 +64,8 @@ def create_project(
     with conn.transaction():
         if account_id is None:
             account_id = _default_account_id(conn)
+        elif conn.execute("SELECT 1 FROM accounts WHERE id = %s", (account_id,)).fetchone() is None:
+            raise AdminError(f"no account with id {account_id}")
         row = conn.execute(
             "INSERT INTO projects (account_id, name) VALUES (%s, %s) RETURNING id",
             (account_id, name),
@@ -85,7 +87,7 @@ def create_key(
     with conn.transaction():
         if conn.execute("SELECT 1 FROM projects WHERE id = %s", (project_id,)).fetchone() is None:
             raise AdminError(f"no project with id {project_id}")
-        return _insert_key(conn, project_id, kind, customer_identifier)  # type: ignore[arg-type]
+        return _insert_key(conn, project_id, kind, customer_identifier)
 
 
 def revoke_key(conn: psycopg.Connection[Any], key_id: int) -> dict[str, Any]:

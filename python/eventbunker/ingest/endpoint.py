@@ -18,8 +18,9 @@ import psycopg
 from eventbunker import _native
 from eventbunker.errors import error_body
 from eventbunker.ingest.auth import ApiKey, KeyCache, KeyStatus
-from eventbunker.ingest.batcher import GroupCommitter, Overloaded, StorageUnavailable
+from eventbunker.ingest.idempotency import DuplicateCheck
 from eventbunker.ingest.rejections import RejectionCounter
+from eventbunker.ingest.spool import Spool, SpoolFull, encode_record
 from eventbunker.ops.metrics import Metrics
 
 RETRY_AFTER_S = b"1"
@@ -54,14 +55,16 @@ class IngestEndpoint:
     def __init__(
         self,
         keys: KeyCache,
-        committer: GroupCommitter,
+        spool: Spool,
+        duplicates: DuplicateCheck,
         rejections: RejectionCounter,
         metrics: Metrics,
         limits: _native.Limits,
         max_body_bytes: int,
     ) -> None:
         self._keys = keys
-        self._committer = committer
+        self._spool = spool
+        self._duplicates = duplicates
         self._rejections = rejections
         self._metrics = metrics
         self._limits = limits
@@ -84,7 +87,7 @@ class IngestEndpoint:
         key: ApiKey | None = None
         try:
             key = await self._authenticate(headers)
-            accepted = await self._ingest(key, scope, headers, receive)
+            accepted, duplicates = await self._ingest(key, scope, headers, receive)
         except Refusal as refusal:
             self._metrics.reject(refusal.code)
             if key is not None:
@@ -93,11 +96,12 @@ class IngestEndpoint:
             body = error_body(refusal.code, refusal.message, refusal.details)
             await _respond(send, refusal.status, body, extra)
             return
-        await _respond(send, 202, orjson.dumps({"accepted": accepted, "duplicates": 0}))
+        await _respond(send, 202, orjson.dumps({"accepted": accepted, "duplicates": duplicates}))
 
     async def _ingest(
         self, key: ApiKey, scope: Scope, headers: dict[bytes, bytes], receive: Receive
-    ) -> int:
+    ) -> tuple[int, int]:
+        """Make the request's events durable; return (accepted, duplicates)."""
         received_at_us = time.time_ns() // 1000
         gzip = _content_encoding_is_gzip(headers)
         media_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
@@ -119,22 +123,17 @@ class IngestEndpoint:
             )
         except _native.IngestError as exc:
             raise Refusal(exc.status, exc.code, exc.message, exc.details) from None
+        event_ids = prepared.event_ids
+        duplicates = await self._duplicates.count(key.project_id, event_ids)
+        record = encode_record(
+            key.project_id, received_at_us, prepared.count, event_ids, prepared.rows
+        )
         try:
-            await self._committer.submit(
-                prepared.rows, prepared.count, key.project_id, received_at_us
-            )
-        except Overloaded:
-            raise Refusal(
-                503, "overloaded", "too many events waiting; retry", retry_after=True
-            ) from None
-        except StorageUnavailable:
-            raise Refusal(
-                503,
-                "storage_unavailable",
-                "the events could not be stored; retry",
-                retry_after=True,
-            ) from None
-        return prepared.count
+            await self._spool.append(record)
+        except SpoolFull as exc:
+            raise Refusal(503, "storage_unavailable", str(exc), retry_after=True) from None
+        self._duplicates.remember(key.project_id, event_ids)
+        return prepared.count - duplicates, duplicates
 
     async def _authenticate(self, headers: dict[bytes, bytes]) -> ApiKey:
         secret = headers.get(b"x-api-key")

@@ -1,86 +1,149 @@
-"""Writes one group-commit batch to TimescaleDB.
+"""Writes spooled records into TimescaleDB, one transaction per batch.
 
-The rows arrive already encoded for ``COPY ... FROM STDIN`` (text format) by
-the Rust extension; the billed write counters are added in the same
-transaction, so a committed batch is counted exactly once and a failed one
-not at all.
+In that transaction: the batch's event ids are claimed (a retried id is
+dropped), the rows are COPYed (already encoded for ``COPY ... FROM STDIN``
+by the Rust extension), the billed write counters grow by what was stored,
+and the spool checkpoint moves past the batch. So a record is stored and
+counted exactly once, or not at all.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
 
 from eventbunker._native import EVENT_COLUMNS
+from eventbunker.ingest.spool import Position, Record
 
 # Built once from our own column list (no user input reaches this text).
 COPY_EVENTS = (
     "COPY events (" + ", ".join(f'"{c}"' for c in EVENT_COLUMNS) + ") FROM STDIN"
 ).encode()
 
+CLAIM_EVENT_IDS = (
+    "INSERT INTO event_ids (project_id, event_id)"
+    " SELECT * FROM unnest(%s::bigint[], %s::text[])"
+    " ON CONFLICT DO NOTHING RETURNING project_id, event_id"
+)
+
 CounterKey = tuple[int, date]  # (project_id, UTC day of receipt)
 
 
 @dataclass(slots=True)
 class Written:
-    """What one flush adds to a (project, day) counter."""
+    """What one batch adds to a (project, day) counter."""
 
     events: int = 0
     latency_ms_sum: float = 0.0  # receipt to commit, summed over the events
     latency_ms_max: float = 0.0
 
 
-def _counters_then_commit(shard: int, counts: dict[CounterKey, Written]) -> bytes:
-    # Only integers, ISO dates and finite floats we computed ourselves are
-    # spelled into this text, so literals are safe and save a round trip.
-    values = ", ".join(
-        f"({project_id}, '{day.isoformat()}', {shard}, {w.events},"
-        f" {w.latency_ms_sum!r}, {w.latency_ms_max!r})"
-        for (project_id, day), w in counts.items()
-    )
-    return (
-        "INSERT INTO write_counters"
-        " (project_id, day, shard, events, latency_ms_sum, latency_ms_max)"
-        f" VALUES {values}"
-        " ON CONFLICT (project_id, day, shard) DO UPDATE SET"
-        " events = write_counters.events + EXCLUDED.events,"
-        " latency_ms_sum = write_counters.latency_ms_sum + EXCLUDED.latency_ms_sum,"
-        " latency_ms_max = greatest(write_counters.latency_ms_max, EXCLUDED.latency_ms_max);"
-        " COMMIT"
-    ).encode()
-
-
 class EventWriter:
-    """One database connection, used by one flusher at a time."""
+    """One database connection of one worker's drainer."""
 
     def __init__(self, conninfo: str, shard: int) -> None:
         self._conninfo = conninfo
         self._shard = shard
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
-    async def write(self, chunks: Sequence[bytes], counts: dict[CounterKey, Written]) -> None:
-        """COPY ``chunks`` and add ``counts`` in one transaction; raise if not committed.
+    async def write_records(
+        self, spool_id: str, records: Sequence[Record], position: Position
+    ) -> int:
+        """Store ``records`` and move ``spool_id``'s checkpoint to ``position``.
 
-        Four round trips: BEGIN, the COPY (two), then the counters and the
-        COMMIT sent together as one simple query.
+        Returns the number of events stored (retried ids are not). Raises
+        if the transaction did not commit.
         """
         conn = await self._connection()
         try:
             await conn.execute(b"BEGIN")
-            async with conn.cursor() as cur, cur.copy(COPY_EVENTS) as copy:
-                await copy.write(b"".join(chunks))
-            await conn.execute(_counters_then_commit(self._shard, counts))
+            chunks, counts = await self._claim_ids(conn, records)
+            if chunks:
+                async with conn.cursor() as cur, cur.copy(COPY_EVENTS) as copy:
+                    await copy.write(b"".join(chunks))
+            await conn.execute(_counters_checkpoint_commit(self._shard, counts, spool_id, position))
         except psycopg.OperationalError:
             await self.close()  # reconnect on the next batch
             raise
         except BaseException:
             await self._rollback()
             raise
+        return sum(w.events for w in counts.values())
+
+    async def _claim_ids(
+        self, conn: psycopg.AsyncConnection[Any], records: Sequence[Record]
+    ) -> tuple[list[bytes], dict[CounterKey, Written]]:
+        """The rows to store and their counters, without already-stored ids."""
+        claimed: set[tuple[int, str]] = set()
+        projects: list[int] = []
+        ids: list[str] = []
+        for record in records:
+            for event_id in record.event_ids or ():
+                if event_id is not None:
+                    projects.append(record.project_id)
+                    ids.append(event_id)
+        if ids:
+            cur = await conn.execute(CLAIM_EVENT_IDS, (projects, ids))
+            claimed = {(int(p), str(i)) for p, i in await cur.fetchall()}
+
+        now_us = time.time_ns() // 1000
+        chunks: list[bytes] = []
+        counts: dict[CounterKey, Written] = {}
+        for record in records:
+            if record.event_ids is None:
+                chunks.append(record.rows)
+                stored = record.count
+            else:
+                kept = [
+                    row
+                    for row, event_id in zip(
+                        record.rows.split(b"\n")[:-1], record.event_ids, strict=True
+                    )
+                    # An id is stored by its first occurrence only.
+                    if event_id is None or _take(claimed, (record.project_id, event_id))
+                ]
+                stored = len(kept)
+                if kept:
+                    chunks.append(b"\n".join(kept) + b"\n")
+            if stored:
+                day = datetime.fromtimestamp(record.received_at_us / 1_000_000, UTC).date()
+                written = counts.setdefault((record.project_id, day), Written())
+                latency_ms = max(0.0, (now_us - record.received_at_us) / 1000)
+                written.events += stored
+                written.latency_ms_sum += latency_ms * stored
+                written.latency_ms_max = max(written.latency_ms_max, latency_ms)
+        return chunks, counts
+
+    async def checkpoint(self, spool_id: str) -> Position | None:
+        conn = await self._connection()
+        cur = await conn.execute(
+            'SELECT segment, "offset" FROM spool_checkpoints WHERE spool_id = %s', (spool_id,)
+        )
+        row = await cur.fetchone()
+        return Position(int(row[0]), int(row[1])) if row else None
+
+    async def forget_spool(self, spool_id: str) -> None:
+        conn = await self._connection()
+        await conn.execute("DELETE FROM spool_checkpoints WHERE spool_id = %s", (spool_id,))
+
+    async def prune_event_ids(self, window_s: float) -> None:
+        conn = await self._connection()
+        await conn.execute(
+            "DELETE FROM event_ids WHERE received_at < now() - make_interval(secs => %s)",
+            (window_s,),
+        )
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                await self._conn.close()
+            self._conn = None
 
     async def _rollback(self) -> None:
         try:
@@ -89,16 +152,51 @@ class EventWriter:
         except psycopg.Error:
             await self.close()
 
-    async def close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                await self._conn.close()
-            self._conn = None
-
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            # Autocommit: the transaction is spelled out in write().
+            # Autocommit: the transaction is spelled out in write_records().
             self._conn = await psycopg.AsyncConnection.connect(
                 self._conninfo, autocommit=True, connect_timeout=5
             )
         return self._conn
+
+
+def _take(claimed: set[tuple[int, str]], key: tuple[int, str]) -> bool:
+    if key in claimed:
+        claimed.discard(key)
+        return True
+    return False
+
+
+def _counters_checkpoint_commit(
+    shard: int, counts: dict[CounterKey, Written], spool_id: str, position: Position
+) -> bytes:
+    # One simple query (one round trip). Only integers, ISO dates, finite
+    # floats we computed and the spool id (our own hex name, checked) are
+    # spelled into it.
+    if not spool_id.replace("-", "").isalnum():
+        raise ValueError(f"unexpected spool id {spool_id!r}")
+    statements = []
+    if counts:
+        values = ", ".join(
+            f"({project_id}, '{day.isoformat()}', {shard}, {w.events},"
+            f" {w.latency_ms_sum!r}, {w.latency_ms_max!r})"
+            for (project_id, day), w in counts.items()
+        )
+        statements.append(
+            "INSERT INTO write_counters"
+            " (project_id, day, shard, events, latency_ms_sum, latency_ms_max)"
+            f" VALUES {values}"
+            " ON CONFLICT (project_id, day, shard) DO UPDATE SET"
+            " events = write_counters.events + EXCLUDED.events,"
+            " latency_ms_sum = write_counters.latency_ms_sum + EXCLUDED.latency_ms_sum,"
+            " latency_ms_max = greatest(write_counters.latency_ms_max, EXCLUDED.latency_ms_max)"
+        )
+    statements.append(
+        'INSERT INTO spool_checkpoints (spool_id, segment, "offset")'
+        f" VALUES ('{spool_id}', {position.segment}, {position.offset})"
+        " ON CONFLICT (spool_id) DO UPDATE SET segment = EXCLUDED.segment,"
+        ' "offset" = EXCLUDED."offset", updated_at = now()'
+    )
+    statements.append("COMMIT")
+    return "; ".join(statements).encode()

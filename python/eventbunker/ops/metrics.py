@@ -15,6 +15,7 @@ import os
 import time
 from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,9 @@ _HELP = {
     "eventbunker_flush_batch_events": ("histogram", "Events per group-commit flush."),
     "eventbunker_flush_seconds": ("histogram", "Duration of a group-commit flush (COPY+commit)."),
     "eventbunker_flush_failures_total": ("counter", "Group-commit flushes that failed."),
-    "eventbunker_queue_events": ("gauge", "Events waiting for a group commit."),
+    "eventbunker_spool_pending_bytes": ("gauge", "Request bytes waiting for the spool's fsync."),
+    "eventbunker_spool_backlog_bytes": ("gauge", "Spooled bytes not yet copied into TimescaleDB."),
+    "eventbunker_database_up": ("gauge", "1 when the last write to TimescaleDB succeeded."),
 }
 
 
@@ -58,7 +61,8 @@ class Metrics:
         self.accepted = 0
         self.rejected: defaultdict[str, int] = defaultdict(int)
         self.flush_failures = 0
-        self.queue_events = 0
+        # name -> how to read it now (registered by the parts that own the value)
+        self.gauges: dict[str, Callable[[], float]] = {}
         self.batch_sizes = Histogram(BATCH_SIZE_BUCKETS)
         self.flush_seconds = Histogram(LATENCY_BUCKETS_S)
         self._dir = runtime_dir / "metrics" if runtime_dir else None
@@ -77,7 +81,7 @@ class Metrics:
                 },
                 "eventbunker_flush_failures_total": {"": self.flush_failures},
             },
-            "gauges": {"eventbunker_queue_events": self.queue_events},
+            "gauges": {name: read() for name, read in self.gauges.items()},
             "histograms": {
                 "eventbunker_flush_batch_events": _histogram_state(self.batch_sizes),
                 "eventbunker_flush_seconds": _histogram_state(self.flush_seconds),

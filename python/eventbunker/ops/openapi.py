@@ -9,7 +9,6 @@ from __future__ import annotations
 from litestar import Litestar
 from litestar.openapi.spec import (
     Components,
-    MediaType,
     OpenAPIResponse,
     Operation,
     PathItem,
@@ -17,6 +16,9 @@ from litestar.openapi.spec import (
     RequestBody,
     Schema,
     SecurityScheme,
+)
+from litestar.openapi.spec import (
+    OpenAPIMediaType as MediaType,
 )
 from litestar.openapi.spec.enums import OpenAPIType
 

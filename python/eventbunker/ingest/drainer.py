@@ -1,0 +1,244 @@
+"""Spool → TimescaleDB: copies durable records into ``events``, exactly once.
+
+Each batch is one transaction: claim the batch's event ids (a retried id is
+dropped), COPY the rows, add the billed counters and move the spool's
+checkpoint. Because the checkpoint commits with the rows, a crash at any
+point either stores a record and moves past it, or does neither: replay
+from the checkpoint never stores a record twice.
+
+A drainer serves its worker's own spool, and adopts the spools of workers
+that died (their lock is free): on start-up that is the replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import psycopg
+
+from eventbunker.ingest.spool import (
+    CorruptRecord,
+    Position,
+    Record,
+    Spool,
+    decode_records,
+    record_size,
+    segment_path,
+    segments,
+    spool_bytes,
+    try_lock,
+)
+from eventbunker.ingest.writer import EventWriter
+from eventbunker.ops.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+ADOPT_EVERY_S = 5.0
+PRUNE_IDS_EVERY_S = 600.0
+MAX_BACKOFF_S = 2.0
+
+
+class Drainer:
+    def __init__(
+        self,
+        spool: Spool,
+        writer: EventWriter,
+        metrics: Metrics,
+        *,
+        interval_s: float = 0.02,
+        batch_bytes: int = 4 << 20,
+        idempotency_window_s: float = 48 * 3600,
+    ) -> None:
+        self._spool = spool
+        self._writer = writer
+        self._metrics = metrics
+        self._interval_s = interval_s
+        self._batch_bytes = batch_bytes
+        self._idempotency_window_s = idempotency_window_s
+        self._position = Position(1, 0)
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.database_ok = True
+        self.last_error = ""
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes of this worker's spool not yet in the database."""
+        durable = self._spool.durable
+        if durable.segment == self._position.segment:
+            return max(0, durable.offset - self._position.offset)
+        # Segments before the position are deleted once drained.
+        own = spool_bytes(self._spool.directory.parent, self._spool.directory.name)
+        return max(0, own - self._position.offset)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self, timeout_s: float = 30.0) -> None:
+        """Drain what is spooled (bounded by timeout_s), then stop."""
+        self._stopping = True
+        deadline = time.monotonic() + timeout_s
+        while self._position < self._spool.durable and time.monotonic() < deadline:
+            self._spool.durable_changed.set()
+            await asyncio.sleep(0.02)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._writer.close()
+        if self._position >= self._spool.durable:
+            # Fully drained: the directory can go (its checkpoint row too).
+            self._spool.release()
+            shutil.rmtree(self._spool.directory, ignore_errors=True)
+            with contextlib.suppress(psycopg.Error, OSError):
+                await self._writer.forget_spool(self._spool.name)
+
+    async def _run(self) -> None:
+        next_adoption = 0.0
+        next_prune = time.monotonic() + 10.0
+        backoff = 0.05
+        while True:
+            try:
+                if time.monotonic() >= next_adoption and not self._stopping:
+                    await self._adopt_orphans()
+                    next_adoption = time.monotonic() + ADOPT_EVERY_S
+                if time.monotonic() >= next_prune:
+                    await self._writer.prune_event_ids(self._idempotency_window_s)
+                    next_prune = time.monotonic() + PRUNE_IDS_EVERY_S
+                moved = await self._drain_own()
+            except (psycopg.Error, OSError) as exc:
+                self._database_failed(exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            backoff = 0.05
+            self.database_ok = True
+            if not moved:
+                self._spool.durable_changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._spool.durable_changed.wait(), ADOPT_EVERY_S)
+                # Let more requests join this batch: fewer, larger COPYs.
+                await asyncio.sleep(self._interval_s)
+
+    def _database_failed(self, exc: BaseException) -> None:
+        if self.database_ok:
+            log.warning("cannot write to the database, spooling (%s)", exc)
+        self.database_ok = False
+        self.last_error = str(exc)
+        self._metrics.flush_failures += 1
+
+    async def _drain_own(self) -> bool:
+        """Copy one batch of this worker's spool; False if there was nothing."""
+        durable = self._spool.durable
+        if self._position >= durable:
+            return False
+        records, position = read_batch(
+            self._spool.directory, self._position, durable, self._batch_bytes
+        )
+        await self._write(self._spool.name, records, position)
+        self._position = position
+        remove_segments_before(self._spool.directory, position.segment)
+        return True
+
+    async def _write(self, spool_id: str, records: list[Record], position: Position) -> None:
+        started = time.perf_counter()
+        stored = await self._writer.write_records(spool_id, records, position)
+        self._metrics.flush_seconds.observe(time.perf_counter() - started)
+        self._metrics.batch_sizes.observe(stored)
+        self._metrics.accepted += stored
+        self._spool.total_bytes = spool_bytes(self._spool.root)
+
+    async def _adopt_orphans(self) -> None:
+        """Replay the spools of dead workers (on start-up: the last run's)."""
+        for directory in sorted(self._spool.root.iterdir()):
+            if directory == self._spool.directory or not directory.is_dir():
+                continue
+            lock = try_lock(directory)
+            if lock is None:
+                continue  # its worker is alive
+            try:
+                await self._replay(directory)
+            finally:
+                os.close(lock)
+
+    async def _replay(self, directory: Path) -> None:
+        spool_id = directory.name
+        position = await self._writer.checkpoint(spool_id)
+        existing = segments(directory)
+        if position is None:
+            position = Position(existing[0] if existing else 1, 0)
+        log.info("replaying the spool %s from %s", spool_id, position)
+        total = 0
+        while True:
+            records, next_position = read_batch(directory, position, None, self._batch_bytes)
+            if next_position == position:
+                break
+            await self._write(spool_id, records, next_position)
+            total += sum(r.count for r in records)
+            position = next_position
+            remove_segments_before(directory, position.segment)
+        log.info("spool %s replayed: %d events", spool_id, total)
+        shutil.rmtree(directory, ignore_errors=True)
+        await self._writer.forget_spool(spool_id)
+
+
+def read_batch(
+    directory: Path, start: Position, limit: Position | None, max_bytes: int
+) -> tuple[list[Record], Position]:
+    """Complete records from ``start``, up to ``limit`` (None: all there is).
+
+    Returns the records and the position after them; no records and the
+    same position when there is nothing more. Damage (a torn tail, a corrupt
+    record) is logged and skipped to the next segment: the records before it
+    are kept, the rest of that segment cannot be framed and is lost.
+    """
+    position = start
+    while limit is None or position < limit:
+        want = max_bytes
+        if limit is not None and limit.segment == position.segment:
+            want = limit.offset - position.offset
+        data = _read(segment_path(directory, position.segment), position.offset, want)
+        records: list[Record] = []
+        damage = ""
+        try:
+            records.extend(decode_records(data, position.segment, position.offset))
+        except CorruptRecord as exc:
+            damage = str(exc)
+        if records:
+            return records, records[-1].end
+        if data and not damage:
+            needed = record_size(data)
+            if needed > len(data) == want == max_bytes:
+                # One record larger than a batch: read it whole.
+                max_bytes = needed
+                continue
+            damage = f"torn record of {len(data)} bytes at offset {position.offset}"
+        later = [n for n in segments(directory) if n > position.segment]
+        if damage:
+            log.error("spool %s segment %d damaged: %s", directory.name, position.segment, damage)
+        if not later:
+            return [], position
+        position = Position(later[0], 0)
+    return [], position
+
+
+def _read(path: Path, offset: int, size: int) -> bytes:
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            return f.read(size)
+    except FileNotFoundError:
+        return b""
+
+
+def remove_segments_before(directory: Path, segment: int) -> None:
+    for number in segments(directory):
+        if number < segment:
+            with contextlib.suppress(FileNotFoundError):
+                segment_path(directory, number).unlink()

@@ -1,0 +1,296 @@
+"""The write-ahead spool: a request is durable once its record is fsynced here.
+
+Each worker appends the prepared rows of every accepted request to its own
+directory of segment files and answers ``202`` only after an ``fdatasync``
+that covers the record; concurrent requests share one fsync (group commit on
+a local file). The drainer (``drainer.py``) copies the spool into TimescaleDB
+afterwards and records, in the same transaction, how far it got.
+
+Record layout (little-endian)::
+
+    b"EB" | u32 payload length | u32 CRC-32 of payload | payload
+    payload = i64 project_id | i64 received_at_us | u32 event count
+              | u32 ids length | ids (JSON list, or empty) | COPY rows
+
+A torn or corrupt record (crash mid-write, bit rot) fails its length or
+checksum; readers keep every complete record before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"EB"
+_FRAME = struct.Struct("<2sII")
+_HEADER = struct.Struct("<qqII")
+SEGMENT_SUFFIX = ".seg"
+LOCK_FILE = "owner.lock"
+
+
+class SpoolFull(Exception):
+    """No room to make the request durable: answer 503."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Position:
+    """A point in a spool: the byte ``offset`` within segment number ``segment``."""
+
+    segment: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    project_id: int
+    received_at_us: int
+    count: int
+    event_ids: list[str | None] | None  # None: no event of the request has an id
+    rows: bytes
+    end: Position  # just past this record
+
+
+def encode_record(
+    project_id: int, received_at_us: int, count: int, event_ids: list[str | None], rows: bytes
+) -> bytes:
+    ids = orjson.dumps(event_ids) if any(i is not None for i in event_ids) else b""
+    payload = _HEADER.pack(project_id, received_at_us, count, len(ids)) + ids + rows
+    return _FRAME.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
+
+
+class CorruptRecord(Exception):
+    pass
+
+
+def decode_records(data: bytes, segment: int, start: int) -> Iterator[Record]:
+    """Complete records in ``data`` (read from ``start`` of ``segment``).
+
+    Stops silently at a record that runs past the end of ``data`` (the
+    caller reads more, or it is a torn tail); raises CorruptRecord at a bad
+    magic number or checksum, after yielding every good record before it.
+    """
+    pos = 0
+    while pos + _FRAME.size <= len(data):
+        magic, length, crc = _FRAME.unpack_from(data, pos)
+        if magic != MAGIC:
+            raise CorruptRecord(f"segment {segment} offset {start + pos}: bad record header")
+        end = pos + _FRAME.size + length
+        if end > len(data):
+            return
+        payload = data[pos + _FRAME.size : end]
+        if zlib.crc32(payload) != crc or length < _HEADER.size:
+            raise CorruptRecord(f"segment {segment} offset {start + pos}: checksum mismatch")
+        project_id, received_at_us, count, ids_len = _HEADER.unpack_from(payload)
+        ids_end = _HEADER.size + ids_len
+        ids = orjson.loads(payload[_HEADER.size : ids_end]) if ids_len else None
+        yield Record(
+            project_id,
+            received_at_us,
+            count,
+            ids,
+            payload[ids_end:],
+            Position(segment, start + end),
+        )
+        pos = end
+
+
+def record_size(data: bytes) -> int:
+    """Size of the record that starts ``data`` (0 if its header is incomplete)."""
+    if len(data) < _FRAME.size:
+        return 0
+    return _FRAME.size + int(_FRAME.unpack_from(data)[1])
+
+
+def segment_path(directory: Path, segment: int) -> Path:
+    return directory / f"{segment:010d}{SEGMENT_SUFFIX}"
+
+
+def segments(directory: Path) -> list[int]:
+    return sorted(
+        int(p.name.removesuffix(SEGMENT_SUFFIX)) for p in directory.glob("*" + SEGMENT_SUFFIX)
+    )
+
+
+def spool_bytes(root: Path, name: str = "*") -> int:
+    """Bytes in the segments of the spools under ``root`` (or of one)."""
+    total = 0
+    for path in root.glob(f"{name}/*{SEGMENT_SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            total += path.stat().st_size
+    return total
+
+
+def try_lock(directory: Path) -> int | None:
+    """An exclusive lock on a spool directory, or None if its owner lives."""
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+@dataclass(slots=True)
+class _Waiting:
+    data: bytes
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Spool:
+    """This worker's spool: append, group fsync, rotate segments."""
+
+    def __init__(
+        self,
+        root: Path,
+        name: str,
+        *,
+        segment_bytes: int = 16 << 20,
+        max_bytes: int = 1 << 30,
+        max_pending_bytes: int = 32 << 20,
+    ) -> None:
+        self.root = root
+        self.directory = root / name
+        self.name = name
+        self._segment_bytes = segment_bytes
+        self._max_bytes = max_bytes
+        self._max_pending_bytes = max_pending_bytes
+        self._waiting: list[_Waiting] = []
+        self._pending_bytes = 0
+        self._wakeup = asyncio.Event()
+        self.durable_changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock_fd: int | None = None
+        self._fd = -1
+        self._segment = 0
+        self._size = 0
+        self._durable = Position(0, 0)
+        # Bytes on disk in all spools under root, refreshed by the drainer.
+        self.total_bytes = 0
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending_bytes
+
+    @property
+    def durable(self) -> Position:
+        """Everything before this position is fsynced."""
+        return self._durable
+
+    def open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = try_lock(self.directory)
+        if self._lock_fd is None:
+            raise RuntimeError(f"spool {self.directory} is owned by another process")
+        _fsync_dir(self.root)
+        self._open_segment(1)
+        self._durable = Position(self._segment, self._size)
+        self.total_bytes = spool_bytes(self.root)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._sync_loop())
+
+    async def stop(self) -> None:
+        while self._waiting:
+            await asyncio.sleep(0.005)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def release(self) -> None:
+        """Give up ownership (the directory may then be removed or adopted)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    async def append(self, record: bytes) -> None:
+        """Return once ``record`` is on disk; raise SpoolFull when it cannot be."""
+        size = len(record)
+        if self.total_bytes + self._pending_bytes + size > self._max_bytes:
+            raise SpoolFull("the spool is at its size limit")
+        if self._pending_bytes + size > self._max_pending_bytes:
+            raise SpoolFull("too many requests waiting for the disk")
+        waiting = _Waiting(record)
+        self._waiting.append(waiting)
+        self._pending_bytes += size
+        self._wakeup.set()
+        await waiting.done
+
+    async def _sync_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._waiting:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            group, self._waiting = self._waiting, []
+            data = b"".join(w.data for w in group)
+            self._pending_bytes -= len(data)
+            try:
+                # The write and the fsync block: run them off the event loop.
+                durable = await loop.run_in_executor(None, self._write_and_sync, data)
+            except OSError as exc:
+                log.error("spool write failed (%s); refusing %d requests", exc, len(group))
+                error = SpoolFull(f"the spool cannot be written: {exc.strerror}")
+                for w in group:
+                    if not w.done.done():
+                        w.done.set_exception(error)
+                continue
+            self._durable = durable
+            self.total_bytes += len(data)
+            for w in group:
+                if not w.done.done():
+                    w.done.set_result(None)
+            self.durable_changed.set()
+
+    def _write_and_sync(self, data: bytes) -> Position:
+        if self._size >= self._segment_bytes:
+            self._open_segment(self._segment + 1)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            os.fdatasync(self._fd)
+        except OSError:
+            # Cut the partial record so that later appends start clean.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+                os.lseek(self._fd, self._size, os.SEEK_SET)
+            raise
+        self._size += len(data)
+        return Position(self._segment, self._size)
+
+    def _open_segment(self, segment: int) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        path = segment_path(self.directory, segment)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._segment = segment
+        self._size = os.fstat(self._fd).st_size
+        _fsync_dir(self.directory)  # the new file's name is durable too
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,248 @@
+"""``POST /v1/query`` and ``POST /v1/delete``: Litestar handlers over a connection pool.
+
+Each request: refuse browsers (query and delete keys must never live in a
+web page, so a request carrying ``Origin`` or ``Sec-Fetch-Mode: cors`` is
+refused and no CORS header is ever sent here), authenticate the key through
+the worker's :class:`KeyCache`, validate the body, then run one statement
+under ``SET LOCAL statement_timeout``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import psycopg
+from litestar import MediaType, Request, Response, post
+from litestar.handlers import HTTPRouteHandler
+from psycopg import errors as pg_errors
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from eventbunker.config import Settings
+from eventbunker.errors import error_body
+from eventbunker.ingest.auth import ApiKey, KeyCache, KeyStatus
+from eventbunker.query.builder import Scope, build_delete, build_query
+from eventbunker.query.request import InvalidRequest, parse_delete, parse_query
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = "1"
+POOL_WAIT_S = 5.0
+NO_STORE = {"Cache-Control": "no-store"}
+
+# Per transaction: the time limit; no JIT (its compile time, 100+ ms, costs more
+# than it saves on these scans); memory for hash aggregates and sorts, which
+# otherwise spill to disk from a few hundred thousand distinct values on.
+_SET_LIMITS = (
+    "SELECT set_config('statement_timeout', %s, true), set_config('jit', 'off', true),"
+    " set_config('work_mem', '64MB', true)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal(Exception):
+    status: int
+    code: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+    retry_after: bool = False
+
+    def response(self) -> Response[bytes]:
+        headers = dict(NO_STORE)
+        if self.retry_after:
+            headers["Retry-After"] = RETRY_AFTER_S
+        return Response(
+            error_body(self.code, self.message, self.details),
+            status_code=self.status,
+            media_type=MediaType.JSON,
+            headers=headers,
+        )
+
+
+class QueryApi:
+    """The query and delete handlers of one worker, and the connection pool they share."""
+
+    def __init__(
+        self,
+        keys: KeyCache,
+        conninfo: str,
+        settings: Settings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._keys = keys
+        self._clock = clock
+        self._query_timeout_ms = settings.query_timeout_ms
+        self._delete_timeout_ms = settings.delete_timeout_ms
+        self._pool = AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max(1, settings.query_pool_size),
+            open=False,
+            timeout=POOL_WAIT_S,
+            kwargs={"autocommit": True, "connect_timeout": 5, "application_name": "eventbunker"},
+            name="query",
+        )
+        self._opened = False
+        self.handlers: list[HTTPRouteHandler] = self._make_handlers()
+
+    async def start(self) -> None:
+        # Do not wait for the database: requests answer 503 until it is there.
+        await self._pool.open(wait=False)
+        self._opened = True
+
+    async def stop(self) -> None:
+        if self._opened:
+            await self._pool.close()
+            self._opened = False
+
+    def _make_handlers(self) -> list[HTTPRouteHandler]:
+        @post(
+            "/v1/query",
+            status_code=200,
+            media_type=MediaType.JSON,
+            summary="Run an analysis (query key)",
+            include_in_schema=False,
+        )
+        async def query(request: Request[Any, Any, Any]) -> Response[bytes]:
+            return await self._handle(request, "query", self._query)
+
+        @post(
+            "/v1/delete",
+            status_code=200,
+            media_type=MediaType.JSON,
+            summary="Delete events (delete key)",
+            include_in_schema=False,
+        )
+        async def delete(request: Request[Any, Any, Any]) -> Response[bytes]:
+            return await self._handle(request, "delete", self._delete)
+
+        return [query, delete]
+
+    async def _handle(
+        self,
+        request: Request[Any, Any, Any],
+        kind: str,
+        run: Callable[[Any, Scope], Awaitable[dict[str, Any]]],
+    ) -> Response[bytes]:
+        try:
+            _refuse_browsers(request)
+            key = await self._authenticate(request, kind)
+            body = await _json_body(request)
+            scope = Scope(key.project_id, key.customer_identifier)
+            answer = await run(body, scope)
+        except Refusal as refusal:
+            return refusal.response()
+        except InvalidRequest as exc:
+            return Refusal(400, "invalid_query", str(exc), exc.details()).response()
+        return Response(
+            orjson.dumps(answer), status_code=200, media_type=MediaType.JSON, headers=NO_STORE
+        )
+
+    async def _query(self, body: Any, scope: Scope) -> dict[str, Any]:
+        query = parse_query(body, self._clock())
+        plan = build_query(query, scope)
+        async with self._transaction(self._query_timeout_ms) as cur:
+            await cur.execute(plan.statement, plan.params)
+            rows = await cur.fetchall()
+        return {"result": plan.shape(rows)}
+
+    async def _delete(self, body: Any, scope: Scope) -> dict[str, Any]:
+        delete = parse_delete(body, self._clock())
+        statement, params = build_delete(delete, scope)
+        async with self._transaction(self._delete_timeout_ms) as cur:
+            await cur.execute(statement, params)
+            deleted = cur.rowcount
+        return {"deleted": deleted}
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, timeout_ms: int) -> AsyncIterator[psycopg.AsyncCursor[Any]]:
+        try:
+            async with (
+                self._pool.connection() as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
+                await cur.execute(_SET_LIMITS, (str(timeout_ms),))
+                yield cur
+        except pg_errors.QueryCanceled:
+            raise Refusal(
+                503,
+                "query_timeout",
+                f"the statement ran longer than {timeout_ms} ms: narrow the timeframe or filters",
+                retry_after=True,
+            ) from None
+        except PoolTimeout:
+            if self._pool.get_stats().get("pool_size", 0) == 0:
+                code, message = "storage_unavailable", "the database cannot be reached; retry"
+            else:
+                code, message = "overloaded", "too many queries running; retry"
+            raise Refusal(503, code, message, retry_after=True) from None
+        except psycopg.DataError as exc:
+            # A value the database cannot use: a time zone Python knows and this
+            # PostgreSQL does not, a stored JSON number beyond double precision...
+            raise Refusal(400, "invalid_query", str(exc).strip()) from None
+        except psycopg.OperationalError as exc:
+            log.warning("query failed: %s", exc)
+            raise Refusal(
+                503,
+                "storage_unavailable",
+                "the database cannot answer now; retry",
+                retry_after=True,
+            ) from None
+        except psycopg.Error:
+            log.exception("query failed")
+            raise Refusal(500, "internal_error", "the query failed; see the server log") from None
+
+    async def _authenticate(self, request: Request[Any, Any, Any], kind: str) -> ApiKey:
+        secret = request.headers.get("x-api-key")
+        if secret is None:
+            auth = request.headers.get("authorization", "")
+            if auth[:7].lower() == "bearer ":
+                secret = auth[7:].strip()
+        if not secret:
+            raise Refusal(
+                401, "missing_key", f"send a {kind} key in X-Api-Key or Authorization: Bearer"
+            )
+        try:
+            result = await self._keys.authenticate(secret)
+        except psycopg.Error:
+            raise Refusal(
+                503, "storage_unavailable", "cannot check the key now; retry", retry_after=True
+            ) from None
+        if result == KeyStatus.UNKNOWN:
+            raise Refusal(401, "unknown_key", "this key does not exist")
+        if result == KeyStatus.REVOKED:
+            raise Refusal(403, "revoked_key", "this key was revoked")
+        assert isinstance(result, ApiKey)
+        if result.kind != kind:
+            raise Refusal(
+                403, "wrong_key_kind", f"this needs a {kind} key, not a {result.kind} key"
+            )
+        return result
+
+
+def _refuse_browsers(request: Request[Any, Any, Any]) -> None:
+    if "origin" in request.headers or request.headers.get("sec-fetch-mode", "").lower() == "cors":
+        raise Refusal(
+            403,
+            "browser_refused",
+            "query and delete keys are refused from browsers: call this API from a server",
+        )
+
+
+async def _json_body(request: Request[Any, Any, Any]) -> Any:
+    raw = await request.body()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Refusal(
+            400,
+            "malformed_json",
+            f"the body is not valid JSON: {exc}",
+            [{"index": None, "field": "body", "message": str(exc)}],
+        ) from None

@@ -1,0 +1,279 @@
+//! A bounded, thread-safe cache for small `Copy` keys (the GeoIP cache:
+//! client address → location).
+//!
+//! The same design as the user-agent cache (`user_agent/cache.rs`), made
+//! generic: 16 mutex-protected shards chosen by a random-seeded hash, each
+//! evicting with the CLOCK algorithm (a hit sets the entry's "referenced"
+//! bit; a full shard's hand sweeps, clearing set bits, and evicts the first
+//! entry whose bit was clear). At most `capacity` entries, whatever the
+//! traffic; O(1) per operation; the value is computed outside the lock.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+const SHARDS: usize = 16;
+
+/// Entries, capacity, hits and misses of a cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub entries: usize,
+    pub capacity: usize,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+/// The shard maps are keyed by the (already random-seeded) 64-bit hash of
+/// the key; this hasher passes it through.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+struct Slot<K, V> {
+    hash: u64,
+    key: K,
+    value: V,
+    referenced: bool,
+}
+
+struct Shard<K, V> {
+    /// Hash of the key → slot. Two keys with the same 64-bit hash share a
+    /// slot (the later replaces the earlier): a miss, never a wrong hit,
+    /// since hits compare the key.
+    index: HashMap<u64, usize, BuildHasherDefault<PassThrough>>,
+    slots: Vec<Slot<K, V>>,
+    capacity: usize,
+    hand: usize,
+    hits: u64,
+    misses: u64,
+}
+
+impl<K: Copy + Eq, V: Clone> Shard<K, V> {
+    fn new(capacity: usize) -> Self {
+        Shard {
+            index: HashMap::default(),
+            slots: Vec::new(),
+            capacity,
+            hand: 0,
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    fn get(&mut self, hash: u64, key: &K) -> Option<V> {
+        let hit = self
+            .index
+            .get(&hash)
+            .map(|&i| &mut self.slots[i])
+            .filter(|s| s.key == *key)
+            .map(|s| {
+                s.referenced = true;
+                s.value.clone()
+            });
+        match hit {
+            Some(_) => self.hits += 1,
+            None => self.misses += 1,
+        }
+        hit
+    }
+
+    fn insert(&mut self, hash: u64, key: K, value: V) {
+        if self.capacity == 0 {
+            return;
+        }
+        let slot = Slot {
+            hash,
+            key,
+            value,
+            referenced: false,
+        };
+        if let Some(&i) = self.index.get(&hash) {
+            self.slots[i] = slot;
+            return;
+        }
+        if self.slots.len() < self.capacity {
+            self.index.insert(hash, self.slots.len());
+            self.slots.push(slot);
+            return;
+        }
+        while self.slots[self.hand].referenced {
+            self.slots[self.hand].referenced = false;
+            self.hand = (self.hand + 1) % self.slots.len();
+        }
+        let victim = self.hand;
+        self.index.remove(&self.slots[victim].hash);
+        self.index.insert(hash, victim);
+        self.slots[victim] = slot;
+        self.hand = (victim + 1) % self.slots.len();
+    }
+}
+
+/// A bounded map from `K` to `V`, filled on demand.
+pub struct ClockCache<K, V> {
+    shards: Box<[Mutex<Shard<K, V>>]>,
+    hasher: RandomState,
+    capacity: usize,
+}
+
+impl<K, V> std::fmt::Debug for ClockCache<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClockCache")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Copy + Eq + Hash, V: Clone> ClockCache<K, V> {
+    /// A cache of at most `capacity` entries (0: nothing is cached).
+    pub fn new(capacity: usize) -> Self {
+        let shards = (0..SHARDS)
+            .map(|i| Mutex::new(Shard::new(capacity / SHARDS + usize::from(i < capacity % SHARDS))))
+            .collect();
+        ClockCache {
+            shards,
+            hasher: RandomState::new(),
+            capacity,
+        }
+    }
+
+    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard<K, V>> {
+        // The shard's map uses the low bits (bucket) and the top 7 (tag):
+        // pick the shard from bits in between.
+        self.shards[(hash >> 32) as usize % SHARDS]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The cached value for `key`, or `make(key)`, cached. `make` runs
+    /// outside the lock (two threads missing the same key both compute it).
+    pub fn get_or_insert_with(&self, key: K, make: impl FnOnce(K) -> V) -> V {
+        let hash = self.hasher.hash_one(key);
+        if let Some(hit) = self.shard(hash).get(hash, &key) {
+            return hit;
+        }
+        let value = make(key);
+        self.shard(hash).insert(hash, key, value.clone());
+        value
+    }
+
+    /// Drop every entry (the counters stay).
+    pub fn clear(&self) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            shard.index.clear();
+            shard.slots.clear();
+            shard.hand = 0;
+        }
+    }
+
+    /// Number of entries (never more than [`Self::capacity`]).
+    pub fn len(&self) -> usize {
+        self.stats().entries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let mut stats = CacheStats {
+            capacity: self.capacity,
+            ..CacheStats::default()
+        };
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            stats.entries += shard.slots.len();
+            stats.hits += shard.hits;
+            stats.misses += shard.misses;
+        }
+        stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_gives_referenced_entries_a_second_chance() {
+        let mut shard = Shard::new(3);
+        for k in 1..=3u32 {
+            shard.insert(u64::from(k), k, k * 10);
+        }
+        assert_eq!(shard.get(1, &1), Some(10));
+        shard.insert(4, 4, 40); // evicts 2 (1 was referenced)
+        assert_eq!(shard.get(2, &2), None);
+        assert_eq!(shard.get(1, &1), Some(10));
+        assert_eq!(shard.get(3, &3), Some(30));
+        assert_eq!(shard.get(4, &4), Some(40));
+        assert_eq!((shard.slots.len(), shard.index.len()), (3, 3));
+    }
+
+    #[test]
+    fn a_hash_collision_is_a_miss_not_a_wrong_hit() {
+        let mut shard = Shard::new(4);
+        shard.insert(7, 1u32, "one");
+        assert_eq!(shard.get(7, &2), None);
+        shard.insert(7, 2, "two");
+        assert_eq!(shard.get(7, &2), Some("two"));
+        assert_eq!(shard.get(7, &1), None);
+    }
+
+    #[test]
+    fn hits_are_cached_and_counted() {
+        let cache = ClockCache::new(100);
+        let mut computed = 0;
+        for _ in 0..3 {
+            let v = cache.get_or_insert_with(5u64, |k| {
+                computed += 1;
+                k * 2
+            });
+            assert_eq!(v, 10);
+        }
+        assert_eq!(computed, 1);
+        let s = cache.stats();
+        assert_eq!((s.entries, s.hits, s.misses), (1, 2, 1));
+        cache.clear();
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn zero_capacity_caches_nothing() {
+        let cache = ClockCache::new(0);
+        for k in 0..100u32 {
+            assert_eq!(cache.get_or_insert_with(k, |k| k + 1), k + 1);
+        }
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn a_flood_of_distinct_keys_stays_within_capacity() {
+        let cache = ClockCache::new(1000);
+        for k in 0..200_000u64 {
+            cache.get_or_insert_with(k, |k| k);
+            if k % 10_007 == 0 {
+                assert!(cache.len() <= 1000);
+            }
+        }
+        assert!(cache.len() <= 1000);
+        assert!(cache.len() > 900, "shards fill up: {}", cache.len());
+    }
+}

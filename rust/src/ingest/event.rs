@@ -1,0 +1,568 @@
+//! Step 3: one event object → its fields checked → one COPY row.
+//!
+//! Field rules (DESIGN.md "Ingest API"); JSON `null` for any known field is
+//! the same as leaving it out, and of duplicate keys the last one counts:
+//! - `event_name`: required non-empty string, at most 256 characters.
+//! - `timestamp`, `sent_at`: RFC 3339 with offset, or epoch seconds /
+//!   milliseconds (see `timestamp`), between 1970-01-01 and 9999-12-31.
+//!   `timestamp` defaults to `received_at`. When the event has both, the
+//!   timestamp is corrected by the client's clock skew:
+//!   `timestamp + (received_at - sent_at)`, as Segment does (a `sent_at`
+//!   alone corrects nothing: the default is already server time).
+//! - `metric_name` (non-empty string, ≤ 256 characters) and `metric_value`
+//!   (a number finite as a double): both or neither.
+//! - `event_id`: non-empty string, ≤ 256 characters.
+//! - `ip`: a valid IPv4/IPv6 address, stored normalised (see `ip`);
+//!   else the peer address; else null.
+//! - `user_agent`, `referrer`: strings; else the request's headers.
+//!   `url`, `utm_*`: strings.
+//! - `customer_identifier`: the write key's when it has one (the body's is
+//!   then ignored); else the body's when it is a string; else null.
+//! - Every other member goes, as sent, into `properties`.
+
+use std::borrow::Cow;
+
+use super::copy::{self, NULL, SEP};
+use super::error::{Detail, MAX_DETAILS};
+use super::json::{Document, Node};
+use super::url_fields::{self, UTM_FIELDS};
+use super::{ip, timestamp};
+
+/// Longest `event_name`, `metric_name` and `event_id`, in characters.
+pub const MAX_NAME_CHARS: usize = 256;
+
+/// Values that come from the request rather than the body, prepared (and
+/// COPY-escaped) once per request.
+pub struct RequestContext<'r> {
+    pub received_at_us: i64,
+    received_at_text: [u8; timestamp::TEXT_LEN],
+    project_id_text: IntText,
+    key_customer_identifier: Option<Cow<'r, [u8]>>,
+    peer_ip: Option<Cow<'r, str>>,
+    user_agent: Option<&'r str>,
+    user_agent_text: Option<Cow<'r, [u8]>>,
+    referer_text: Option<Cow<'r, [u8]>>,
+    referer_parts: Option<url_fields::UrlParts<'r>>,
+}
+
+impl<'r> RequestContext<'r> {
+    pub fn new(req: &super::Request<'r>) -> Self {
+        let received_at_us = req
+            .received_at_us
+            .clamp(timestamp::MIN_US, timestamp::MAX_US);
+        let escaped = |s: Option<&'r str>| s.map(|s| copy::escape_text(s.as_bytes()));
+        RequestContext {
+            received_at_us,
+            received_at_text: timestamp::format(received_at_us),
+            project_id_text: IntText::new(req.project_id),
+            key_customer_identifier: escaped(req.customer_identifier),
+            peer_ip: req.peer_ip.and_then(ip::normalize),
+            user_agent: req.user_agent,
+            user_agent_text: escaped(req.user_agent),
+            referer_text: escaped(req.referer),
+            referer_parts: req.referer.map(url_fields::split),
+        }
+    }
+
+    /// A generous estimate of a row's size beyond the event's own JSON
+    /// bytes, to size the output buffer once.
+    pub fn row_overhead(&self) -> usize {
+        let len = |c: &Option<Cow<'_, [u8]>>| c.as_ref().map_or(0, |c| c.len());
+        // Three timestamps, 36 separators, nulls, enrichment placeholders.
+        256 + len(&self.user_agent_text)
+            + 2 * len(&self.referer_text)
+            + len(&self.key_customer_identifier)
+            + self.peer_ip.as_ref().map_or(0, |ip| ip.len())
+    }
+}
+
+/// An `i64` as decimal text, without allocating.
+struct IntText {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl IntText {
+    fn new(v: i64) -> Self {
+        let mut buf = [0u8; 20];
+        let mut start = buf.len();
+        let mut n = v.unsigned_abs();
+        loop {
+            start -= 1;
+            buf[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        if v < 0 {
+            start -= 1;
+            buf[start] = b'-';
+        }
+        IntText { buf, start }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+/// Every problem found in a request, the first [`MAX_DETAILS`] kept.
+#[derive(Default, Debug)]
+pub struct Problems {
+    pub details: Vec<Detail>,
+    /// All problems, including those past the cap.
+    pub total: usize,
+    /// Events with at least one problem.
+    pub invalid_events: usize,
+    last_index: Option<usize>,
+}
+
+impl Problems {
+    pub fn add(&mut self, index: usize, field: Option<&str>, message: String) {
+        self.total += 1;
+        if self.last_index != Some(index) {
+            self.invalid_events += 1;
+            self.last_index = Some(index);
+        }
+        if self.details.len() < MAX_DETAILS {
+            self.details.push(Detail {
+                index: Some(index),
+                field: field.map(str::to_owned),
+                message,
+            });
+        }
+    }
+
+    fn record<T>(&mut self, index: usize, field: &str, result: Result<T, String>) -> Option<T> {
+        result.map_err(|m| self.add(index, Some(field), m)).ok()
+    }
+}
+
+/// The top-level fields that are columns rather than properties.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    EventName,
+    Timestamp,
+    SentAt,
+    MetricName,
+    MetricValue,
+    EventId,
+    CustomerIdentifier,
+    Ip,
+    UserAgent,
+    Url,
+    Referrer,
+    Utm(usize),
+}
+
+#[inline]
+fn field_of(key: &[u8]) -> Option<Field> {
+    Some(match key {
+        b"event_name" => Field::EventName,
+        b"timestamp" => Field::Timestamp,
+        b"sent_at" => Field::SentAt,
+        b"metric_name" => Field::MetricName,
+        b"metric_value" => Field::MetricValue,
+        b"event_id" => Field::EventId,
+        b"customer_identifier" => Field::CustomerIdentifier,
+        b"ip" => Field::Ip,
+        b"user_agent" => Field::UserAgent,
+        b"url" => Field::Url,
+        b"referrer" => Field::Referrer,
+        _ => Field::Utm(url_fields::utm_index(key)?),
+    })
+}
+
+/// Whether a top-level key is a known field (so not a property).
+pub fn is_known_field(key: &[u8]) -> bool {
+    field_of(key).is_some()
+}
+
+/// Node index of each known field's value (`None`: absent or null).
+#[derive(Default)]
+struct Slots {
+    event_name: Option<usize>,
+    timestamp: Option<usize>,
+    sent_at: Option<usize>,
+    metric_name: Option<usize>,
+    metric_value: Option<usize>,
+    event_id: Option<usize>,
+    customer_identifier: Option<usize>,
+    ip: Option<usize>,
+    user_agent: Option<usize>,
+    url: Option<usize>,
+    referrer: Option<usize>,
+    utm: [Option<usize>; 5],
+}
+
+impl Slots {
+    fn get_mut(&mut self, f: Field) -> &mut Option<usize> {
+        match f {
+            Field::EventName => &mut self.event_name,
+            Field::Timestamp => &mut self.timestamp,
+            Field::SentAt => &mut self.sent_at,
+            Field::MetricName => &mut self.metric_name,
+            Field::MetricValue => &mut self.metric_value,
+            Field::EventId => &mut self.event_id,
+            Field::CustomerIdentifier => &mut self.customer_identifier,
+            Field::Ip => &mut self.ip,
+            Field::UserAgent => &mut self.user_agent,
+            Field::Url => &mut self.url,
+            Field::Referrer => &mut self.referrer,
+            Field::Utm(i) => &mut self.utm[i],
+        }
+    }
+}
+
+fn string_of(doc: &Document<'_>, v: usize) -> Result<usize, String> {
+    match doc.node(v) {
+        Node::Str { .. } => Ok(v),
+        other => Err(format!("must be a string, got {}", other.kind())),
+    }
+}
+
+/// Characters in UTF-8 text: the bytes that do not continue a character.
+fn char_count(s: &[u8]) -> usize {
+    s.iter().filter(|&&b| (b as i8) >= -0x40).count()
+}
+
+/// A non-empty string of at most [`MAX_NAME_CHARS`] characters.
+fn name_of(doc: &Document<'_>, v: usize) -> Result<usize, String> {
+    let v = string_of(doc, v)?;
+    let s = doc.str_bytes(v);
+    if s.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    if s.len() > MAX_NAME_CHARS {
+        let n = char_count(s);
+        if n > MAX_NAME_CHARS {
+            return Err(format!(
+                "must be at most {MAX_NAME_CHARS} characters, got {n}"
+            ));
+        }
+    }
+    Ok(v)
+}
+
+fn time_of(doc: &Document<'_>, v: usize) -> Result<i64, String> {
+    let us = match doc.node(v) {
+        Node::Str { .. } => timestamp::parse_rfc3339(doc.str_bytes(v)).map_err(str::to_owned)?,
+        Node::Number { .. } => {
+            timestamp::from_epoch_number(doc.number_text(v)).ok_or_else(|| RANGE.to_owned())?
+        }
+        other => {
+            return Err(format!(
+                "must be an RFC 3339 date-time string or a number of epoch seconds or \
+                 milliseconds, got {}",
+                other.kind()
+            ))
+        }
+    };
+    if timestamp::in_range(us) {
+        Ok(us)
+    } else {
+        Err(RANGE.to_owned())
+    }
+}
+
+const RANGE: &str = "must fall between 1970-01-01 and 9999-12-31 (UTC)";
+
+fn metric_value_of(doc: &Document<'_>, v: usize) -> Result<f64, String> {
+    match doc.node(v) {
+        Node::Number { .. } => {
+            let t = doc.number_text(v);
+            match t.parse::<f64>() {
+                Ok(x) if x.is_finite() => Ok(x),
+                _ => Err("must be a finite number (it overflows a double)".to_string()),
+            }
+        }
+        other => Err(format!("must be a number, got {}", other.kind())),
+    }
+}
+
+fn ip_of<'d>(doc: &'d Document<'_>, v: usize) -> Result<Cow<'d, str>, String> {
+    let v = string_of(doc, v)?;
+    ip::normalize(doc.str(v)).ok_or_else(|| "must be a valid IPv4 or IPv6 address".to_string())
+}
+
+/// The geo and user-agent columns and `is_bot` (`geo_country` through
+/// `is_bot` in `EVENT_COLUMNS`: 6 geo, 7 ua, 1 bool), each followed by a
+/// separator. Enrichment (GeoIP, uap-core) is a later step that will fill
+/// them from the event's effective `ip` and `user_agent`; until then they
+/// are null and `is_bot` is false.
+fn write_enrichment(out: &mut Vec<u8>, _ip: Option<&str>, _user_agent: Option<&str>) {
+    out.extend_from_slice(ENRICHMENT_PLACEHOLDER);
+}
+
+const ENRICHMENT_PLACEHOLDER: &[u8] =
+    b"\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\tf\t";
+
+/// Check the event at node `node` (position `index` in the batch) and, when
+/// it is valid, append its row to `out` and return its `event_id`. An
+/// invalid event adds its problems to `problems` and leaves `out` as it was.
+pub fn encode_event(
+    doc: &Document<'_>,
+    node: usize,
+    index: usize,
+    ctx: &RequestContext<'_>,
+    out: &mut Vec<u8>,
+    problems: &mut Problems,
+) -> Option<Option<String>> {
+    let kind = doc.node(node);
+    if !matches!(kind, Node::Object { .. }) {
+        problems.add(
+            index,
+            None,
+            format!("event must be a JSON object, got {}", kind.kind()),
+        );
+        return None;
+    }
+    let mut s = Slots::default();
+    for (k, v) in doc.members(node) {
+        if let Some(f) = field_of(doc.str_bytes(k)) {
+            *s.get_mut(f) = (doc.node(v) != Node::Null).then_some(v);
+        }
+    }
+
+    // Check everything first, collecting every problem.
+    let before = problems.total;
+    let p = &mut *problems;
+    let event_name = match s.event_name {
+        None => {
+            p.add(index, Some("event_name"), "is required".to_string());
+            None
+        }
+        Some(v) => p.record(index, "event_name", name_of(doc, v)),
+    };
+    let ts = s
+        .timestamp
+        .and_then(|v| p.record(index, "timestamp", time_of(doc, v)));
+    let sent_at = s
+        .sent_at
+        .and_then(|v| p.record(index, "sent_at", time_of(doc, v)));
+    let metric_name = s
+        .metric_name
+        .and_then(|v| p.record(index, "metric_name", name_of(doc, v)));
+    let metric_value = s
+        .metric_value
+        .and_then(|v| p.record(index, "metric_value", metric_value_of(doc, v)));
+    match (s.metric_name, s.metric_value) {
+        (Some(_), None) => p.add(
+            index,
+            Some("metric_value"),
+            "is required when metric_name is given".to_string(),
+        ),
+        (None, Some(_)) => p.add(
+            index,
+            Some("metric_name"),
+            "is required when metric_value is given".to_string(),
+        ),
+        _ => {}
+    }
+    let event_id = s
+        .event_id
+        .and_then(|v| p.record(index, "event_id", name_of(doc, v)));
+    let body_ip = s.ip.and_then(|v| p.record(index, "ip", ip_of(doc, v)));
+    let user_agent = s
+        .user_agent
+        .and_then(|v| p.record(index, "user_agent", string_of(doc, v)));
+    let url = s
+        .url
+        .and_then(|v| p.record(index, "url", string_of(doc, v)));
+    let referrer = s
+        .referrer
+        .and_then(|v| p.record(index, "referrer", string_of(doc, v)));
+    let mut body_utm = [None; 5];
+    for (i, slot) in s.utm.iter().enumerate() {
+        body_utm[i] = slot.and_then(|v| p.record(index, UTM_FIELDS[i], string_of(doc, v)));
+    }
+    let timestamp = match (ts, sent_at) {
+        (Some(t), Some(sent)) => {
+            let corrected = t + (ctx.received_at_us - sent);
+            if !timestamp::in_range(corrected) {
+                p.add(
+                    index,
+                    Some("sent_at"),
+                    format!(
+                        "the timestamp corrected for clock skew (timestamp + received_at - \
+                         sent_at) {RANGE}"
+                    ),
+                );
+            }
+            corrected
+        }
+        (Some(t), None) => t,
+        (None, _) => ctx.received_at_us,
+    };
+    if problems.total > before {
+        return None;
+    }
+    let event_name = event_name?;
+
+    // Derived fields.
+    let url_parts = url.map(|v| url_fields::split(doc.str(v)));
+    let body_referrer_parts = referrer.map(|v| url_fields::split(doc.str(v)));
+    let referrer_parts = match referrer {
+        Some(_) => body_referrer_parts.as_ref(),
+        None => ctx.referer_parts.as_ref(),
+    };
+    let mut utm: [Option<String>; 5] = Default::default();
+    if body_utm.iter().any(Option::is_none) {
+        for (slot, given) in utm.iter_mut().zip(&body_utm) {
+            if given.is_some() {
+                *slot = Some(String::new()); // placeholder: the body's value wins
+            }
+        }
+        for parts in [url_parts.as_ref(), referrer_parts].into_iter().flatten() {
+            if let Some(q) = parts.query {
+                url_fields::fill_utm(q, &mut utm);
+            }
+        }
+    }
+
+    // The row, in EVENT_COLUMNS order.
+    let row_start = out.len();
+    if timestamp == ctx.received_at_us {
+        out.extend_from_slice(&ctx.received_at_text);
+    } else {
+        timestamp::write(out, timestamp);
+    }
+    out.push(SEP);
+    out.extend_from_slice(&ctx.received_at_text);
+    out.push(SEP);
+    match sent_at {
+        Some(t) => timestamp::write(out, t),
+        None => out.extend_from_slice(NULL),
+    }
+    out.push(SEP);
+    out.extend_from_slice(ctx.project_id_text.as_bytes());
+    out.push(SEP);
+    copy::write_doc_text(out, doc, event_name);
+    out.push(SEP);
+    write_opt_doc_text(out, doc, event_id);
+    out.push(SEP);
+    match (&ctx.key_customer_identifier, s.customer_identifier) {
+        (Some(key), _) => out.extend_from_slice(key),
+        (None, Some(v)) if matches!(doc.node(v), Node::Str { .. }) => {
+            copy::write_doc_text(out, doc, v)
+        }
+        _ => out.extend_from_slice(NULL),
+    }
+    out.push(SEP);
+    write_opt_doc_text(out, doc, metric_name);
+    out.push(SEP);
+    match metric_value {
+        Some(x) => copy::write_f64(out, x),
+        None => out.extend_from_slice(NULL),
+    }
+    out.push(SEP);
+    let ip = body_ip.as_deref().or(ctx.peer_ip.as_deref());
+    copy::write_opt_text(out, ip.map(str::as_bytes));
+    out.push(SEP);
+    match user_agent {
+        Some(v) => copy::write_doc_text(out, doc, v),
+        None => out.extend_from_slice(ctx.user_agent_text.as_deref().unwrap_or(NULL)),
+    }
+    out.push(SEP);
+    write_opt_doc_text(out, doc, url);
+    out.push(SEP);
+    match referrer {
+        Some(v) => copy::write_doc_text(out, doc, v),
+        None => out.extend_from_slice(ctx.referer_text.as_deref().unwrap_or(NULL)),
+    }
+    out.push(SEP);
+    write_enrichment(out, ip, user_agent.map(|v| doc.str(v)).or(ctx.user_agent));
+    for (given, derived) in body_utm.iter().zip(&utm) {
+        match given {
+            Some(v) => copy::write_doc_text(out, doc, *v),
+            None => copy::write_opt_text(out, derived.as_deref().map(str::as_bytes)),
+        }
+        out.push(SEP);
+    }
+    copy::write_opt_text(out, host(referrer_parts));
+    out.push(SEP);
+    copy::write_opt_text(out, host(url_parts.as_ref()));
+    out.push(SEP);
+    copy::write_opt_text(
+        out,
+        url_parts.as_ref().and_then(|p| p.path).map(str::as_bytes),
+    );
+    out.push(SEP);
+    if let Err(e) = copy::write_json_object(out, doc, node, |k| !is_known_field(k)) {
+        out.truncate(row_start);
+        problems.add(index, Some(&e.field), e.message);
+        return None;
+    }
+    out.push(b'\n');
+    Some(event_id.map(|v| doc.str(v).to_owned()))
+}
+
+fn host<'p>(parts: Option<&'p url_fields::UrlParts<'_>>) -> Option<&'p [u8]> {
+    parts?.host.as_deref().map(str::as_bytes)
+}
+
+fn write_opt_doc_text(out: &mut Vec<u8>, doc: &Document<'_>, v: Option<usize>) {
+    match v {
+        Some(v) => copy::write_doc_text(out, doc, v),
+        None => out.extend_from_slice(NULL),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn int_text() {
+        for v in [0, 7, -1, 42, i64::MAX, i64::MIN, 1_000_000] {
+            assert_eq!(IntText::new(v).as_bytes(), v.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn char_counting() {
+        assert_eq!(char_count(b""), 0);
+        assert_eq!(char_count("abc".as_bytes()), 3);
+        assert_eq!(char_count("é😀€".as_bytes()), 3);
+    }
+
+    #[test]
+    fn placeholder_has_fourteen_columns() {
+        let cols: Vec<&[u8]> = ENRICHMENT_PLACEHOLDER.split(|&b| b == b'\t').collect();
+        assert_eq!(cols.len(), 15); // 14 values and the empty rest
+        assert_eq!(cols[13], b"f");
+        assert!(cols[..13].iter().all(|c| *c == b"\\N"));
+    }
+
+    #[test]
+    fn known_fields() {
+        for k in [
+            "event_name",
+            "timestamp",
+            "sent_at",
+            "metric_name",
+            "metric_value",
+            "event_id",
+            "customer_identifier",
+            "ip",
+            "user_agent",
+            "url",
+            "referrer",
+            "utm_source",
+            "utm_content",
+        ] {
+            assert!(is_known_field(k.as_bytes()), "{k}");
+        }
+        for k in [
+            "properties",
+            "received_at",
+            "project_id",
+            "Event_Name",
+            "utm_id",
+            "",
+        ] {
+            assert!(!is_known_field(k.as_bytes()), "{k}");
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! EventBunker's native core: the ingest hot path (parse, validate, enrich,
+//! encode for COPY) in pure Rust, plus the PyO3 module `eventbunker._native`
+//! behind the `python` feature (so `cargo test` needs no Python).
+
+pub mod enrich;
+pub mod ingest;
+
+#[cfg(feature = "python")]
+mod python;

@@ -1,0 +1,246 @@
+//! The PyO3 module `eventbunker._native` (feature `python`): a thin face over
+//! [`crate::ingest`]. One call per request; the GIL is released while Rust
+//! parses, checks and encodes. Typed in `python/eventbunker/_native.pyi`.
+
+use std::borrow::Cow;
+use std::ffi::CStr;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
+
+use crate::ingest::{self, timestamp, IngestError, Limits, Request};
+
+/// `IngestError` is defined in Python so that it is an ordinary exception
+/// class: constructible, picklable, with attributes set by `__init__`.
+const INGEST_ERROR_SOURCE: &CStr = cr#"
+class IngestError(Exception):
+    """A refused ingest request.
+
+    args: (status, code, message, details); also exposed as attributes.
+    status is the HTTP status, code a stable snake_case string, details a
+    list of {"index": int | None, "field": str | None, "message": str}.
+    """
+
+    def __init__(self, status, code, message, details):
+        super().__init__(status, code, message, details)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def __str__(self):
+        return f"{self.status} {self.code}: {self.message}"
+
+
+IngestError.__module__ = "eventbunker._native"
+"#;
+
+static INGEST_ERROR: GILOnceCell<Py<PyType>> = GILOnceCell::new();
+
+fn ingest_error_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    INGEST_ERROR
+        .get_or_try_init(py, || {
+            let module = PyModule::from_code(
+                py,
+                INGEST_ERROR_SOURCE,
+                c"eventbunker/_native/ingest_error.py",
+                c"eventbunker._native_ingest_error",
+            )?;
+            Ok(module
+                .getattr("IngestError")?
+                .downcast_into::<PyType>()?
+                .unbind())
+        })
+        .map(|t| t.bind(py))
+}
+
+fn to_py_err(py: Python<'_>, e: IngestError) -> PyErr {
+    let build = || -> PyResult<PyErr> {
+        let details = PyList::empty(py);
+        for d in &e.details {
+            let item = PyDict::new(py);
+            item.set_item("index", d.index)?;
+            item.set_item("field", d.field.as_deref())?;
+            item.set_item("message", &d.message)?;
+            details.append(item)?;
+        }
+        let instance =
+            ingest_error_type(py)?.call1((e.status(), e.code.as_str(), &e.message, details))?;
+        Ok(PyErr::from_value(instance))
+    };
+    build().unwrap_or_else(|failed| failed)
+}
+
+/// Request limits; immutable, built once per worker.
+#[pyclass(frozen, module = "eventbunker._native", name = "Limits")]
+pub struct PyLimits {
+    inner: Limits,
+}
+
+fn positive(name: &str, v: i64) -> PyResult<usize> {
+    usize::try_from(v)
+        .ok()
+        .filter(|&v| v >= 1)
+        .ok_or_else(|| PyValueError::new_err(format!("{name} must be at least 1, got {v}")))
+}
+
+#[pymethods]
+impl PyLimits {
+    #[new]
+    // Literal defaults (the same as `Limits::default()`, checked in a test)
+    // so that they show in the Python signature.
+    #[pyo3(signature = (
+        *,
+        max_body_bytes = 1048576,
+        max_batch_events = 1000,
+        max_depth = 32,
+        max_string_bytes = 65536,
+    ))]
+    fn new(
+        max_body_bytes: i64,
+        max_batch_events: i64,
+        max_depth: i64,
+        max_string_bytes: i64,
+    ) -> PyResult<Self> {
+        let inner = Limits::new(
+            positive("max_body_bytes", max_body_bytes)?,
+            positive("max_batch_events", max_batch_events)?,
+            positive("max_depth", max_depth)?,
+            positive("max_string_bytes", max_string_bytes)?,
+        )
+        .map_err(PyValueError::new_err)?;
+        Ok(PyLimits { inner })
+    }
+
+    #[getter]
+    fn max_body_bytes(&self) -> usize {
+        self.inner.max_body_bytes()
+    }
+
+    #[getter]
+    fn max_batch_events(&self) -> usize {
+        self.inner.max_batch_events()
+    }
+
+    #[getter]
+    fn max_depth(&self) -> usize {
+        self.inner.max_depth()
+    }
+
+    #[getter]
+    fn max_string_bytes(&self) -> usize {
+        self.inner.max_string_bytes()
+    }
+
+    fn __repr__(&self) -> String {
+        let l = &self.inner;
+        format!(
+            "Limits(max_body_bytes={}, max_batch_events={}, max_depth={}, max_string_bytes={})",
+            l.max_body_bytes(),
+            l.max_batch_events(),
+            l.max_depth(),
+            l.max_string_bytes()
+        )
+    }
+}
+
+/// Rows ready for `COPY events (<EVENT_COLUMNS>) FROM STDIN`.
+#[pyclass(frozen, module = "eventbunker._native", name = "Prepared")]
+pub struct PyPrepared {
+    /// COPY text rows, each ending in `\n`, one per event.
+    #[pyo3(get)]
+    rows: Py<PyBytes>,
+    #[pyo3(get)]
+    count: usize,
+    /// Each event's `event_id` or None, in batch order.
+    #[pyo3(get)]
+    event_ids: Py<PyList>,
+}
+
+#[pymethods]
+impl PyPrepared {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "Prepared(count={}, rows=<{} bytes>)",
+            self.count,
+            self.rows.bind(py).as_bytes().len()
+        )
+    }
+}
+
+fn lossy<'a>(s: &'a Option<Bound<'_, PyString>>) -> Option<Cow<'a, str>> {
+    // Lossy: a str holding lone surrogates must not fail the request.
+    s.as_ref().map(|s| s.to_string_lossy())
+}
+
+/// Parse, validate and encode one request body; raises `IngestError`.
+#[pyfunction]
+#[pyo3(signature = (
+    body,
+    *,
+    gzip,
+    project_id,
+    customer_identifier,
+    received_at_us,
+    peer_ip,
+    user_agent,
+    referer,
+    limits,
+))]
+#[allow(clippy::too_many_arguments)]
+fn prepare_events(
+    py: Python<'_>,
+    body: &[u8],
+    gzip: bool,
+    project_id: i64,
+    customer_identifier: Option<Bound<'_, PyString>>,
+    received_at_us: i64,
+    peer_ip: Option<Bound<'_, PyString>>,
+    user_agent: Option<Bound<'_, PyString>>,
+    referer: Option<Bound<'_, PyString>>,
+    limits: PyRef<'_, PyLimits>,
+) -> PyResult<PyPrepared> {
+    if !timestamp::in_range(received_at_us) {
+        return Err(PyValueError::new_err(format!(
+            "received_at_us must be between 0 and {} (1970-01-01..9999-12-31), got {received_at_us}",
+            timestamp::MAX_US
+        )));
+    }
+    let customer_identifier = lossy(&customer_identifier);
+    let peer_ip = lossy(&peer_ip);
+    let user_agent = lossy(&user_agent);
+    let referer = lossy(&referer);
+    let request = Request {
+        gzip,
+        project_id,
+        customer_identifier: customer_identifier.as_deref(),
+        received_at_us,
+        peer_ip: peer_ip.as_deref(),
+        user_agent: user_agent.as_deref(),
+        referer: referer.as_deref(),
+    };
+    let limits = limits.inner;
+    let result = py.allow_threads(|| ingest::prepare_events(body, &request, &limits));
+    match result {
+        Ok(p) => Ok(PyPrepared {
+            rows: PyBytes::new(py, &p.rows).unbind(),
+            count: p.count,
+            event_ids: PyList::new(py, p.event_ids)?.unbind(),
+        }),
+        Err(e) => Err(to_py_err(py, e)),
+    }
+}
+
+#[pymodule]
+#[pyo3(name = "_native")]
+fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("EVENT_COLUMNS", PyTuple::new(py, ingest::EVENT_COLUMNS)?)?;
+    m.add("IngestError", ingest_error_type(py)?)?;
+    m.add_class::<PyLimits>()?;
+    m.add_class::<PyPrepared>()?;
+    m.add_function(wrap_pyfunction!(prepare_events, m)?)?;
+    Ok(())
+}
