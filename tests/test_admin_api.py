@@ -41,6 +41,17 @@ def send(client: httpx.Client, key: str, events: Any) -> httpx.Response:
     return client.post("/v1/events", json=events, headers={"X-Api-Key": key})
 
 
+def wait_stored(db: psycopg.Connection[Any], project_id: int, count: int) -> None:
+    """A 202 means durable (maybe in the local spool first): wait until it is queryable."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        row = db.execute("SELECT count(*) FROM events WHERE project_id = %s", (project_id,))
+        if row.fetchone() == (count,):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"project {project_id} did not get its {count} events")
+
+
 def utc_today() -> date:
     return datetime.now(UTC).date()
 
@@ -251,8 +262,7 @@ def test_project_and_key_lifecycle(
     # Deleting the project deletes its events and keys; the billed counts stay.
     both = [{"event_name": "a"}, {"event_name": "b"}]
     assert send(client, project["keys"]["write"], both).status_code == 202
-    stored = db.execute("SELECT count(*) FROM events WHERE project_id = %s", (pid,)).fetchone()
-    assert stored == (3,)
+    wait_stored(db, pid, 3)
     deleted = admin("DELETE", f"/v1/projects/{pid}")
     assert deleted.json() == {"id": pid, "deleted": True, "events_deleted": 3}
     assert db.execute("SELECT count(*) FROM events WHERE project_id = %s", (pid,)).fetchone() == (
@@ -285,6 +295,8 @@ def test_usage_equals_the_stored_rows(
         assert send(client, one["keys"]["write"], batch).status_code == 202
         sent += size
     assert send(client, two["keys"]["write"], {"event_name": "solo"}).status_code == 202
+    wait_stored(db, one["id"], sent)
+    wait_stored(db, two["id"], 1)
 
     today = utc_today()
     yesterday = today - timedelta(days=1)

@@ -355,7 +355,8 @@ def test_cors_preflight_and_response_headers(client, project: Project) -> None:
 
 def test_health_ready_and_metrics(client, project: Project) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["database"] == "ok"
     post(client, project.write_key, {"event_name": "counted"})
     post(client, None, {"event_name": "refused"})
     time.sleep(0.7)  # both workers snapshot their numbers twice a second

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from test_admin_api import wait_stored
 
 from conftest import Server, start_server, stop_server
 from eventbunker.admin.accounts import (
@@ -428,6 +429,7 @@ def test_browser_sign_in_create_project_and_key_then_watch_events(
     # A second project with a few events of its own.
     docs = create_project_in_account(db, account["id"], "Docs site")
     send_events(web_server.url, docs["keys"]["write"], 1, 7, 0)
+    wait_stored(db, docs["id"], 7)
 
     # The projects list: today's and this month's billed writes, per project.
     page.click("nav.crumbs a")

@@ -1,12 +1,15 @@
-"""Typed face of the Rust extension (rust/src/python.rs, rust/src/ingest/).
+"""Typed face of the Rust extension (rust/src/python.rs, rust/src/ingest/,
+rust/src/enrich/).
 
 The ingest hot path: a request body in, rows for
-``COPY events (<EVENT_COLUMNS>) FROM STDIN`` (text format) out.
+``COPY events (<EVENT_COLUMNS>) FROM STDIN`` (text format) out, enriched
+(client address, GeoIP, user agent) on the way.
 """
 
+import os
 from typing import final
 
-__all__ = ["EVENT_COLUMNS", "IngestError", "Limits", "Prepared", "prepare_events"]
+__all__ = ["EVENT_COLUMNS", "Enricher", "IngestError", "Limits", "Prepared", "prepare_events"]
 
 EVENT_COLUMNS: tuple[str, ...]
 """Column order of ``Prepared.rows``."""
@@ -63,6 +66,50 @@ class Limits:
         """Longest JSON string (key or value), decoded, in UTF-8 bytes."""
 
 @final
+class Enricher:
+    """Enrichment configuration and caches; immutable, built once per worker.
+
+    ``geoip_db``: a MaxMind City (or Country) ``.mmdb``, memory-mapped; None:
+    the ``geo_*`` columns are null. ``trusted_proxies``: addresses and CIDRs
+    (each item may hold several, separated by commas or spaces) whose
+    ``X-Forwarded-For`` is believed: the right-most address in it that is not
+    a trusted proxy is the client. ``anonymize_ip``: store ``ip`` with the
+    last IPv4 octet / the last 80 IPv6 bits zeroed (the GeoIP lookup uses the
+    whole address). ``ua_cache_size`` / ``geo_cache_size``: most user agents /
+    addresses cached (0: no caching).
+
+    Raises ``ValueError`` for a malformed proxy entry, a negative size, or a
+    GeoIP database that cannot be opened or holds no locations.
+    """
+
+    def __new__(
+        cls,
+        *,
+        geoip_db: str | os.PathLike[str] | None = None,
+        trusted_proxies: list[str] | tuple[str, ...] = ...,
+        anonymize_ip: bool = False,
+        ua_cache_size: int = 10000,
+        geo_cache_size: int = 100000,
+    ) -> Enricher: ...
+    @property
+    def geoip_db(self) -> str | None:
+        """The GeoIP database's path, as given."""
+    @property
+    def geoip_database_type(self) -> str | None:
+        """``GeoIP2-City``, ``GeoLite2-City``...; None without a database."""
+    @property
+    def geoip_build_epoch(self) -> int | None:
+        """When the GeoIP database was built (seconds since the Unix epoch)."""
+    @property
+    def trusted_proxies(self) -> list[str]:
+        """The trusted networks as CIDRs (``127.0.0.1/32``)."""
+    @property
+    def anonymize_ip(self) -> bool: ...
+    def cache_stats(self) -> dict[str, dict[str, int]]:
+        """``{"user_agents": s, "geo": s}``, each ``s`` holding ``entries``,
+        ``capacity``, ``hits`` and ``misses``."""
+
+@final
 class Prepared:
     """Rows ready for COPY."""
 
@@ -87,16 +134,22 @@ def prepare_events(
     user_agent: str | None,
     referer: str | None,
     limits: Limits,
+    forwarded_for: str | None = None,
+    enricher: Enricher | None = None,
 ) -> Prepared:
-    """Parse, validate and encode one ``POST /v1/events`` body.
+    """Parse, validate, enrich and encode one ``POST /v1/events`` body.
 
     The GIL is released while it works. ``gzip``: the request had
     ``Content-Encoding: gzip``. ``received_at_us``: receive time in
     microseconds since the Unix epoch (UTC), between 1970 and 9999 (else
     ``ValueError``). ``customer_identifier``: the write key's, which the body
-    cannot override. ``peer_ip``: the client address (an unparsable one is
-    ignored); ``user_agent`` and ``referer``: the request's headers, used
-    when the body has no ``user_agent`` / ``referrer``.
+    cannot override. ``peer_ip``: the socket peer's address (an unparsable
+    one is ignored); ``forwarded_for``: the ``X-Forwarded-For`` header
+    (several lines joined with ``,``), believed only when the peer is one of
+    the enricher's trusted proxies; ``user_agent`` and ``referer``: the
+    request's headers, used when the body has no ``user_agent`` /
+    ``referrer``. ``enricher``: None means no GeoIP, no trusted proxy, whole
+    addresses (and a shared user-agent cache).
 
     Raises ``IngestError`` for anything the client must fix; a batch is all
     or nothing.

@@ -55,12 +55,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @get("/readyz", media_type=MediaType.JSON, summary="The database is reachable")
     async def readyz() -> Response[dict[str, Any]]:
+        """200 when the database answers; else 503, saying whether ingest still
+        accepts events into the spool."""
+        state = ingest.state()
         try:
             await keys.ping()
-        except (psycopg.Error, OSError) as exc:
-            body = error_document("storage_unavailable", f"database unreachable: {exc}")
-            return Response(body, status_code=503, headers={"Retry-After": "1"})
-        return Response({"status": "ready"})
+        except (psycopg.Error, OSError):
+            state["database"] = "unreachable"
+            return Response(
+                {"status": "unavailable", **state}, status_code=503, headers={"Retry-After": "1"}
+            )
+        return Response({"status": "ready", **state})
 
     @get("/metrics", media_type="text/plain; version=0.0.4", summary="Prometheus metrics")
     async def prometheus_metrics() -> str:

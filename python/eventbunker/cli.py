@@ -50,7 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--geoip-db", help="MaxMind .mmdb file (env EVENTBUNKER_GEOIP_DB)")
     serve.add_argument(
-        "--trusted-proxies", help="addresses/CIDRs whose X-Forwarded-For is believed"
+        "--trusted-proxies",
+        help="addresses/CIDRs, comma-separated, whose X-Forwarded-For is believed"
+        " (env EVENTBUNKER_TRUSTED_PROXIES)",
+    )
+    serve.add_argument(
+        "--anonymize-ip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="store ip with the last IPv4 octet / IPv6 80 bits zeroed, after the GeoIP"
+        " lookup (env EVENTBUNKER_ANONYMIZE_IP)",
     )
     serve.add_argument(
         "--query-timeout-ms",
@@ -115,6 +124,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "spool_max_bytes",
         "geoip_db",
         "trusted_proxies",
+        "anonymize_ip",
         "query_timeout_ms",
     )
     overrides = {name: getattr(args, name, None) for name in names}

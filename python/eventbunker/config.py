@@ -32,6 +32,7 @@ class Settings:
     spool_dir: Path = Path()
     spool_max_bytes: int = 1 << 30  # past this (e.g. database down): 503
     spool_max_pending_bytes: int = 32 << 20  # waiting for the disk, per worker
+    spool_segment_bytes: int = 16 << 20  # drained segments are deleted whole
     # Spool -> TimescaleDB: wait this long for more records before a COPY.
     drain_interval_ms: float = 20.0
     idempotency_window_hours: float = 48.0
@@ -44,6 +45,9 @@ class Settings:
     delete_timeout_ms: int = 300_000
     query_pool_size: int = 4
     trusted_proxies: str = ""
+    # Store `ip` with the last IPv4 octet / last 80 IPv6 bits zeroed (after
+    # the GeoIP lookup).
+    anonymize_ip: bool = False
 
     def __post_init__(self) -> None:
         if self.spool_dir == Path():
@@ -81,6 +85,17 @@ def _convert(type_name: object, raw: str, name: str) -> Any:
             return float(raw)
         if kind == "Path":
             return Path(raw)
+        if kind == "bool":
+            return _bool(raw)
     except ValueError as exc:
         raise SystemExit(f"{ENV_PREFIX}{name.upper()}: {exc}") from exc
     return raw
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")

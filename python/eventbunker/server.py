@@ -15,11 +15,13 @@ from granian.constants import Interfaces
 from eventbunker.admin.projects import create_key, create_project
 from eventbunker.config import Settings
 from eventbunker.database import open_database
+from eventbunker.ingest.enrichment import check_and_log
 
 log = logging.getLogger("eventbunker")
 
 
 def serve(settings: Settings, *, quickstart: bool = False) -> None:
+    check_and_log(settings)  # a bad GeoIP database or proxy list stops us here
     with (
         open_database(settings, own_cluster=True) as conninfo,
         tempfile.TemporaryDirectory(prefix="eventbunker-run-") as runtime_dir,

@@ -1,6 +1,7 @@
 //! The PyO3 module `eventbunker._native` (feature `python`): a thin face over
-//! [`crate::ingest`]. One call per request; the GIL is released while Rust
-//! parses, checks and encodes. Typed in `python/eventbunker/_native.pyi`.
+//! [`crate::ingest`] and [`crate::enrich`]. One call per request; the GIL is
+//! released while Rust parses, checks, enriches and encodes. Typed in
+//! `python/eventbunker/_native.pyi`.
 
 use std::borrow::Cow;
 use std::ffi::CStr;
@@ -10,6 +11,8 @@ use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
+use crate::enrich::clock_cache::CacheStats;
+use crate::enrich::{Enricher, EnricherConfig, TrustedProxies};
 use crate::ingest::{self, timestamp, IngestError, Limits, Request};
 
 /// `IngestError` is defined in Python so that it is an ordinary exception
@@ -146,6 +149,122 @@ impl PyLimits {
     }
 }
 
+/// Enrichment configuration and caches (GeoIP database, trusted proxies,
+/// IP anonymisation); immutable, built once per worker.
+#[pyclass(frozen, module = "eventbunker._native", name = "Enricher")]
+pub struct PyEnricher {
+    inner: Enricher,
+}
+
+fn non_negative(name: &str, v: i64) -> PyResult<usize> {
+    usize::try_from(v)
+        .map_err(|_| PyValueError::new_err(format!("{name} must be at least 0, got {v}")))
+}
+
+fn stats_dict<'py>(py: Python<'py>, s: CacheStats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("entries", s.entries)?;
+    d.set_item("capacity", s.capacity)?;
+    d.set_item("hits", s.hits)?;
+    d.set_item("misses", s.misses)?;
+    Ok(d)
+}
+
+#[pymethods]
+impl PyEnricher {
+    #[new]
+    #[pyo3(signature = (
+        *,
+        geoip_db = None,
+        trusted_proxies = Vec::new(),
+        anonymize_ip = false,
+        ua_cache_size = 10000,
+        geo_cache_size = 100000,
+    ))]
+    fn new(
+        py: Python<'_>,
+        geoip_db: Option<std::path::PathBuf>,
+        trusted_proxies: Vec<String>,
+        anonymize_ip: bool,
+        ua_cache_size: i64,
+        geo_cache_size: i64,
+    ) -> PyResult<Self> {
+        let config = EnricherConfig {
+            geoip_db,
+            trusted_proxies: TrustedProxies::parse(&trusted_proxies)
+                .map_err(PyValueError::new_err)?,
+            anonymize_ip,
+            ua_cache_capacity: non_negative("ua_cache_size", ua_cache_size)?,
+            geo_cache_capacity: non_negative("geo_cache_size", geo_cache_size)?,
+            ..EnricherConfig::default()
+        };
+        // Mapping the database reads its metadata: off the GIL.
+        let inner = py
+            .allow_threads(|| Enricher::new(config))
+            .map_err(PyValueError::new_err)?;
+        Ok(PyEnricher { inner })
+    }
+
+    #[getter]
+    fn geoip_db(&self) -> Option<String> {
+        self.inner
+            .geoip_db()
+            .map(|p| p.to_string_lossy().into_owned())
+    }
+
+    #[getter]
+    fn geoip_database_type(&self) -> Option<&str> {
+        self.inner.geoip_database_type()
+    }
+
+    #[getter]
+    fn geoip_build_epoch(&self) -> Option<u64> {
+        self.inner.geoip_build_epoch()
+    }
+
+    #[getter]
+    fn trusted_proxies(&self) -> Vec<String> {
+        self.inner.trusted_proxies().cidrs()
+    }
+
+    #[getter]
+    fn anonymize_ip(&self) -> bool {
+        self.inner.anonymize_ip()
+    }
+
+    /// `{"user_agents": {...}, "geo": {...}}`, each with `entries`,
+    /// `capacity`, `hits` and `misses`.
+    fn cache_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("user_agents", stats_dict(py, self.inner.ua_cache_stats())?)?;
+        d.set_item("geo", stats_dict(py, self.inner.geo_cache_stats())?)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        let db = match self.inner.geoip_db() {
+            Some(p) => format!("{:?}", p.to_string_lossy()),
+            None => "None".to_owned(),
+        };
+        let proxies: Vec<String> = self
+            .inner
+            .trusted_proxies()
+            .cidrs()
+            .iter()
+            .map(|c| format!("{c:?}"))
+            .collect();
+        let anonymize = if self.inner.anonymize_ip() {
+            "True"
+        } else {
+            "False"
+        };
+        format!(
+            "Enricher(geoip_db={db}, trusted_proxies=[{}], anonymize_ip={anonymize})",
+            proxies.join(", ")
+        )
+    }
+}
+
 /// Rows ready for `COPY events (<EVENT_COLUMNS>) FROM STDIN`.
 #[pyclass(frozen, module = "eventbunker._native", name = "Prepared")]
 pub struct PyPrepared {
@@ -175,7 +294,7 @@ fn lossy<'a>(s: &'a Option<Bound<'_, PyString>>) -> Option<Cow<'a, str>> {
     s.as_ref().map(|s| s.to_string_lossy())
 }
 
-/// Parse, validate and encode one request body; raises `IngestError`.
+/// Parse, validate, enrich and encode one request body; raises `IngestError`.
 #[pyfunction]
 #[pyo3(signature = (
     body,
@@ -188,6 +307,8 @@ fn lossy<'a>(s: &'a Option<Bound<'_, PyString>>) -> Option<Cow<'a, str>> {
     user_agent,
     referer,
     limits,
+    forwarded_for = None,
+    enricher = None,
 ))]
 #[allow(clippy::too_many_arguments)]
 fn prepare_events(
@@ -201,6 +322,8 @@ fn prepare_events(
     user_agent: Option<Bound<'_, PyString>>,
     referer: Option<Bound<'_, PyString>>,
     limits: PyRef<'_, PyLimits>,
+    forwarded_for: Option<Bound<'_, PyString>>,
+    enricher: Option<Bound<'_, PyEnricher>>,
 ) -> PyResult<PyPrepared> {
     if !timestamp::in_range(received_at_us) {
         return Err(PyValueError::new_err(format!(
@@ -212,17 +335,24 @@ fn prepare_events(
     let peer_ip = lossy(&peer_ip);
     let user_agent = lossy(&user_agent);
     let referer = lossy(&referer);
+    let forwarded_for = lossy(&forwarded_for);
     let request = Request {
         gzip,
         project_id,
         customer_identifier: customer_identifier.as_deref(),
         received_at_us,
         peer_ip: peer_ip.as_deref(),
+        forwarded_for: forwarded_for.as_deref(),
         user_agent: user_agent.as_deref(),
         referer: referer.as_deref(),
     };
     let limits = limits.inner;
-    let result = py.allow_threads(|| ingest::prepare_events(body, &request, &limits));
+    // A frozen pyclass is shared immutably: usable without the GIL.
+    let enricher = match &enricher {
+        Some(e) => &e.get().inner,
+        None => Enricher::shared_default(),
+    };
+    let result = py.allow_threads(|| ingest::prepare_events(body, &request, &limits, enricher));
     match result {
         Ok(p) => Ok(PyPrepared {
             rows: PyBytes::new(py, &p.rows).unbind(),
@@ -240,6 +370,7 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("EVENT_COLUMNS", PyTuple::new(py, ingest::EVENT_COLUMNS)?)?;
     m.add("IngestError", ingest_error_type(py)?)?;
     m.add_class::<PyLimits>()?;
+    m.add_class::<PyEnricher>()?;
     m.add_class::<PyPrepared>()?;
     m.add_function(wrap_pyfunction!(prepare_events, m)?)?;
     Ok(())

@@ -31,7 +31,6 @@ from eventbunker.ingest.spool import (
     record_size,
     segment_path,
     segments,
-    spool_bytes,
     try_lock,
 )
 from eventbunker.ingest.writer import EventWriter
@@ -70,12 +69,7 @@ class Drainer:
     @property
     def backlog_bytes(self) -> int:
         """Bytes of this worker's spool not yet in the database."""
-        durable = self._spool.durable
-        if durable.segment == self._position.segment:
-            return max(0, durable.offset - self._position.offset)
-        # Segments before the position are deleted once drained.
-        own = spool_bytes(self._spool.directory.parent, self._spool.directory.name)
-        return max(0, own - self._position.offset)
+        return self._spool.backlog_bytes
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -142,8 +136,9 @@ class Drainer:
             self._spool.directory, self._position, durable, self._batch_bytes
         )
         await self._write(self._spool.name, records, position)
-        self._position = position
+        self._position = self._spool.drained = position
         remove_segments_before(self._spool.directory, position.segment)
+        self._spool.forget_segments_before(position.segment)
         return True
 
     async def _write(self, spool_id: str, records: list[Record], position: Position) -> None:
@@ -152,7 +147,6 @@ class Drainer:
         self._metrics.flush_seconds.observe(time.perf_counter() - started)
         self._metrics.batch_sizes.observe(stored)
         self._metrics.accepted += stored
-        self._spool.total_bytes = spool_bytes(self._spool.root)
 
     async def _adopt_orphans(self) -> None:
         """Replay the spools of dead workers (on start-up: the last run's)."""

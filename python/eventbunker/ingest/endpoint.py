@@ -61,6 +61,8 @@ class IngestEndpoint:
         metrics: Metrics,
         limits: _native.Limits,
         max_body_bytes: int,
+        *,
+        enricher: _native.Enricher | None = None,
     ) -> None:
         self._keys = keys
         self._spool = spool
@@ -69,6 +71,7 @@ class IngestEndpoint:
         self._metrics = metrics
         self._limits = limits
         self._max_body_bytes = max_body_bytes
+        self._enricher = enricher
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
@@ -120,6 +123,8 @@ class IngestEndpoint:
                 user_agent=_text(headers.get(b"user-agent")),
                 referer=_text(headers.get(b"referer")),
                 limits=self._limits,
+                forwarded_for=_forwarded_for(scope, headers),
+                enricher=self._enricher,
             )
         except _native.IngestError as exc:
             raise Refusal(exc.status, exc.code, exc.message, exc.details) from None
@@ -192,6 +197,14 @@ def _content_encoding_is_gzip(headers: dict[bytes, bytes]) -> bool:
     if encoding in (b"gzip", b"x-gzip"):
         return True
     raise Refusal(415, "unsupported_encoding", "Content-Encoding must be gzip or identity")
+
+
+def _forwarded_for(scope: Scope, headers: dict[bytes, bytes]) -> str | None:
+    """``X-Forwarded-For``, its header lines joined in order (one list, RFC 9110)."""
+    if b"x-forwarded-for" not in headers:
+        return None
+    lines = [value for name, value in scope["headers"] if name == b"x-forwarded-for"]
+    return b",".join(lines).decode("latin-1")
 
 
 def _text(value: bytes | None) -> str | None:

@@ -11,6 +11,7 @@ from eventbunker.config import Settings
 from eventbunker.ingest.auth import KeyCache
 from eventbunker.ingest.drainer import Drainer
 from eventbunker.ingest.endpoint import IngestEndpoint
+from eventbunker.ingest.enrichment import build_enricher
 from eventbunker.ingest.idempotency import DuplicateCheck
 from eventbunker.ingest.rejections import RejectionCounter
 from eventbunker.ingest.spool import Spool
@@ -32,6 +33,7 @@ class IngestPipeline:
         self.spool = Spool(
             settings.spool_dir.resolve() / database_tag,
             f"{os.getpid()}-{secrets.token_hex(4)}",
+            segment_bytes=settings.spool_segment_bytes,
             max_bytes=settings.spool_max_bytes,
             max_pending_bytes=settings.spool_max_pending_bytes,
         )
@@ -57,10 +59,19 @@ class IngestPipeline:
                 max_string_bytes=settings.max_string_bytes,
             ),
             max_body_bytes=settings.max_body_bytes,
+            enricher=build_enricher(settings),
         )
         metrics.gauges["eventbunker_spool_pending_bytes"] = lambda: self.spool.pending_bytes
         metrics.gauges["eventbunker_spool_backlog_bytes"] = lambda: self.drainer.backlog_bytes
         metrics.gauges["eventbunker_database_up"] = lambda: float(self.drainer.database_ok)
+
+    def state(self) -> dict[str, object]:
+        """For /readyz: is the database written to, and can requests be made durable."""
+        return {
+            "database": "ok" if self.drainer.database_ok else "unreachable",
+            "spool_backlog_bytes": self.drainer.backlog_bytes,
+            "spool_accepting": self.spool.accepting,
+        }
 
     async def start(self) -> None:
         self.spool.open()

@@ -123,15 +123,6 @@ def segments(directory: Path) -> list[int]:
     )
 
 
-def spool_bytes(root: Path, name: str = "*") -> int:
-    """Bytes in the segments of the spools under ``root`` (or of one)."""
-    total = 0
-    for path in root.glob(f"{name}/*{SEGMENT_SUFFIX}"):
-        with contextlib.suppress(FileNotFoundError):
-            total += path.stat().st_size
-    return total
-
-
 def try_lock(directory: Path) -> int | None:
     """An exclusive lock on a spool directory, or None if its owner lives."""
     fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
@@ -179,8 +170,25 @@ class Spool:
         self._segment = 0
         self._size = 0
         self._durable = Position(0, 0)
-        # Bytes on disk in all spools under root, refreshed by the drainer.
-        self.total_bytes = 0
+        self._last_write_ok = True
+        # Durable size of each segment still on disk, and how far the drainer got.
+        self._sizes: dict[int, int] = {}
+        self.drained = Position(1, 0)
+
+    @property
+    def accepting(self) -> bool:
+        """False once the size limit is reached or the last write failed."""
+        return self._last_write_ok and self.backlog_bytes < self._max_bytes
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Durable bytes not yet drained into the database."""
+        drained = self.drained
+        return max(
+            0,
+            sum(size for seg, size in self._sizes.items() if seg >= drained.segment)
+            - drained.offset,
+        )
 
     @property
     def pending_bytes(self) -> int:
@@ -199,7 +207,6 @@ class Spool:
         _fsync_dir(self.root)
         self._open_segment(1)
         self._durable = Position(self._segment, self._size)
-        self.total_bytes = spool_bytes(self.root)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._sync_loop())
@@ -215,6 +222,10 @@ class Spool:
             os.close(self._fd)
             self._fd = -1
 
+    def forget_segments_before(self, segment: int) -> None:
+        for number in [n for n in self._sizes if n < segment]:
+            del self._sizes[number]
+
     def release(self) -> None:
         """Give up ownership (the directory may then be removed or adopted)."""
         if self._lock_fd is not None:
@@ -224,7 +235,7 @@ class Spool:
     async def append(self, record: bytes) -> None:
         """Return once ``record`` is on disk; raise SpoolFull when it cannot be."""
         size = len(record)
-        if self.total_bytes + self._pending_bytes + size > self._max_bytes:
+        if self.backlog_bytes + self._pending_bytes + size > self._max_bytes:
             raise SpoolFull("the spool is at its size limit")
         if self._pending_bytes + size > self._max_pending_bytes:
             raise SpoolFull("too many requests waiting for the disk")
@@ -247,6 +258,7 @@ class Spool:
                 # The write and the fsync block: run them off the event loop.
                 durable = await loop.run_in_executor(None, self._write_and_sync, data)
             except OSError as exc:
+                self._last_write_ok = False
                 log.error("spool write failed (%s); refusing %d requests", exc, len(group))
                 error = SpoolFull(f"the spool cannot be written: {exc.strerror}")
                 for w in group:
@@ -254,7 +266,8 @@ class Spool:
                         w.done.set_exception(error)
                 continue
             self._durable = durable
-            self.total_bytes += len(data)
+            self._sizes[durable.segment] = durable.offset
+            self._last_write_ok = True
             for w in group:
                 if not w.done.done():
                     w.done.set_result(None)

@@ -156,7 +156,10 @@ class EventWriter:
         if self._conn is None or self._conn.closed or self._conn.broken:
             # Autocommit: the transaction is spelled out in write_records().
             self._conn = await psycopg.AsyncConnection.connect(
-                self._conninfo, autocommit=True, connect_timeout=5
+                self._conninfo,
+                autocommit=True,
+                connect_timeout=5,
+                application_name="eventbunker-drainer",
             )
         return self._conn
 

@@ -158,7 +158,7 @@ def _selection(fields: dict[str, Any], now: datetime) -> Selection:
     event_name = _name(fields, "event_name")
     metric_name = _name(fields, "metric_name")
     try:
-        tz = timeframes.zone(fields.get("timezone", "UTC"))
+        tz = timeframes.zone("UTC" if fields.get("timezone") is None else fields["timezone"])
     except InvalidTimeframe as exc:
         raise InvalidRequest("timezone", str(exc)) from None
     timeframe = None

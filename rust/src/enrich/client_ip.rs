@@ -216,7 +216,12 @@ mod tests {
 
     #[test]
     fn parses_addresses_and_cidrs() {
-        let t = trusted(&["127.0.0.1", "10.1.2.3/8, fd00::/8", " ::1  192.168.0.0/16", ""]);
+        let t = trusted(&[
+            "127.0.0.1",
+            "10.1.2.3/8, fd00::/8",
+            " ::1  192.168.0.0/16",
+            "",
+        ]);
         assert_eq!(
             t.cidrs(),
             [
@@ -227,7 +232,14 @@ mod tests {
                 "192.168.0.0/16"
             ]
         );
-        for yes in ["127.0.0.1", "10.200.0.1", "fd12::5", "::1", "192.168.4.4", "::ffff:10.0.0.9"] {
+        for yes in [
+            "127.0.0.1",
+            "10.200.0.1",
+            "fd12::5",
+            "::1",
+            "192.168.4.4",
+            "::ffff:10.0.0.9",
+        ] {
             assert!(t.contains(ip(yes)), "{yes}");
         }
         for no in ["127.0.0.2", "11.0.0.1", "fe80::1", "::2", "8.8.8.8"] {
@@ -243,7 +255,14 @@ mod tests {
 
     #[test]
     fn bad_entries_are_errors_that_name_them() {
-        for bad in ["10.0.0.0/33", "::/129", "localhost", "10.0.0.0/x", "1.2.3", "10.0.0.0/"] {
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "localhost",
+            "10.0.0.0/x",
+            "1.2.3",
+            "10.0.0.0/",
+        ] {
             let e = TrustedProxies::parse([bad]).unwrap_err();
             assert!(e.contains(&format!("{bad:?}")), "{e}");
         }
@@ -254,9 +273,15 @@ mod tests {
         let t = trusted(&["127.0.0.1", "10.0.0.0/8"]);
         let none = TrustedProxies::none();
         let xff = Some("1.1.1.1, 2.2.2.2");
-        assert_eq!(none.client_ip(Some(ip("127.0.0.1")), xff), Some(ip("127.0.0.1")));
+        assert_eq!(
+            none.client_ip(Some(ip("127.0.0.1")), xff),
+            Some(ip("127.0.0.1"))
+        );
         assert_eq!(t.client_ip(Some(ip("8.8.8.8")), xff), Some(ip("8.8.8.8")));
-        assert_eq!(t.client_ip(Some(ip("127.0.0.1")), None), Some(ip("127.0.0.1")));
+        assert_eq!(
+            t.client_ip(Some(ip("127.0.0.1")), None),
+            Some(ip("127.0.0.1"))
+        );
         assert_eq!(t.client_ip(None, xff), None);
         assert_eq!(
             t.client_ip(Some(ip("::ffff:8.8.8.8")), None),

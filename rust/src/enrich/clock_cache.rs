@@ -141,7 +141,11 @@ impl<K: Copy + Eq + Hash, V: Clone> ClockCache<K, V> {
     /// A cache of at most `capacity` entries (0: nothing is cached).
     pub fn new(capacity: usize) -> Self {
         let shards = (0..SHARDS)
-            .map(|i| Mutex::new(Shard::new(capacity / SHARDS + usize::from(i < capacity % SHARDS))))
+            .map(|i| {
+                Mutex::new(Shard::new(
+                    capacity / SHARDS + usize::from(i < capacity % SHARDS),
+                ))
+            })
             .collect();
         ClockCache {
             shards,

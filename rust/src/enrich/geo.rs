@@ -398,7 +398,10 @@ mod tests {
         // A country without a city.
         let japan = db.get(ip("2001:218::1")).unwrap();
         assert_eq!(japan.country.as_deref(), Some("JP"));
-        assert_eq!((japan.region.as_deref(), japan.city.as_deref()), (None, None));
+        assert_eq!(
+            (japan.region.as_deref(), japan.city.as_deref()),
+            (None, None)
+        );
         assert_eq!(japan.timezone.as_deref(), Some("Asia/Tokyo"));
         // Unknown, private, mapped.
         assert_eq!(db.get(ip("8.8.8.8")), None);
@@ -427,21 +430,5 @@ mod tests {
         let g = db.get(ip("81.2.69.142")).unwrap();
         assert_eq!(g.country.as_deref(), Some("GB"));
         assert_eq!(g.city, None);
-    }
-
-    #[test]
-    fn a_flood_of_distinct_addresses_stays_within_capacity() {
-        let Some(path) = test_db("GeoIP2-City-Test.mmdb") else {
-            return;
-        };
-        let db = GeoDb::open(&path, 4096).unwrap();
-        // 1,000,000 distinct public addresses (81.0.0.0 upwards).
-        for i in 0..1_000_000u32 {
-            db.get(IpAddr::V4((0x5100_0000 + i).into()));
-        }
-        let stats = db.cache_stats();
-        assert!(stats.entries <= 4096, "{stats:?}");
-        assert!(stats.entries > 4000, "{stats:?}");
-        assert_eq!(stats.misses, 1_000_000);
     }
 }

@@ -13,20 +13,31 @@
 //!   (a number finite as a double): both or neither.
 //! - `event_id`: non-empty string, ≤ 256 characters.
 //! - `ip`: a valid IPv4/IPv6 address, stored normalised (see `ip`);
-//!   else the peer address; else null.
+//!   else the request's client address (the peer, or `X-Forwarded-For`
+//!   from a trusted proxy: `enrich::client_ip`); else null. Anonymised
+//!   after the GeoIP lookup when the enricher says so.
 //! - `user_agent`, `referrer`: strings; else the request's headers.
 //!   `url`, `utm_*`: strings.
+//! - Enrichment (`enrich`): `geo_*` from the event's `ip` before
+//!   anonymisation, `ua_*` and `is_bot` from its `user_agent` (an empty one
+//!   is none), each through the enricher's bounded caches. When the event
+//!   uses the request's address or `User-Agent` header, the lookup is made
+//!   once per request.
 //! - `customer_identifier`: the write key's when it has one (the body's is
 //!   then ignored); else the body's when it is a string; else null.
 //! - Every other member goes, as sent, into `properties`.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::copy::{self, NULL, SEP};
 use super::error::{Detail, MAX_DETAILS};
 use super::json::{Document, Node};
 use super::url_fields::{self, UTM_FIELDS};
 use super::{ip, timestamp};
+use crate::enrich::{Enricher, Geo, UserAgent};
 
 /// Longest `event_name`, `metric_name` and `event_id`, in characters.
 pub const MAX_NAME_CHARS: usize = 256;
@@ -38,41 +49,69 @@ pub struct RequestContext<'r> {
     received_at_text: [u8; timestamp::TEXT_LEN],
     project_id_text: IntText,
     key_customer_identifier: Option<Cow<'r, [u8]>>,
-    peer_ip: Option<Cow<'r, str>>,
+    enricher: &'r Enricher,
+    /// The request's client address and its stored text.
+    client_ip: Option<IpAddr>,
+    client_ip_text: Option<String>,
+    client_geo: OnceCell<Option<Arc<Geo>>>,
     user_agent: Option<&'r str>,
     user_agent_text: Option<Cow<'r, [u8]>>,
+    header_user_agent: OnceCell<Option<Arc<UserAgent>>>,
     referer_text: Option<Cow<'r, [u8]>>,
     referer_parts: Option<url_fields::UrlParts<'r>>,
 }
 
 impl<'r> RequestContext<'r> {
-    pub fn new(req: &super::Request<'r>) -> Self {
+    pub fn new(req: &super::Request<'r>, enricher: &'r Enricher) -> Self {
         let received_at_us = req
             .received_at_us
             .clamp(timestamp::MIN_US, timestamp::MAX_US);
         let escaped = |s: Option<&'r str>| s.map(|s| copy::escape_text(s.as_bytes()));
+        let client_ip = enricher.client_ip(req.peer_ip, req.forwarded_for);
         RequestContext {
             received_at_us,
             received_at_text: timestamp::format(received_at_us),
             project_id_text: IntText::new(req.project_id),
             key_customer_identifier: escaped(req.customer_identifier),
-            peer_ip: req.peer_ip.and_then(ip::normalize),
+            enricher,
+            client_ip,
+            client_ip_text: client_ip.map(|ip| enricher.stored_ip(ip).to_string()),
+            client_geo: OnceCell::new(),
             user_agent: req.user_agent,
             user_agent_text: escaped(req.user_agent),
+            header_user_agent: OnceCell::new(),
             referer_text: escaped(req.referer),
             referer_parts: req.referer.map(url_fields::split),
         }
+    }
+
+    /// Where the request's client address is (looked up once).
+    fn client_geo(&self) -> Option<Arc<Geo>> {
+        self.client_geo
+            .get_or_init(|| self.client_ip.and_then(|ip| self.enricher.geo(ip)))
+            .clone()
+    }
+
+    /// The request's `User-Agent` header, parsed (once).
+    fn header_user_agent(&self) -> Option<Arc<UserAgent>> {
+        self.header_user_agent
+            .get_or_init(|| {
+                self.user_agent
+                    .filter(|ua| !ua.is_empty())
+                    .map(|ua| self.enricher.user_agent(ua))
+            })
+            .clone()
     }
 
     /// A generous estimate of a row's size beyond the event's own JSON
     /// bytes, to size the output buffer once.
     pub fn row_overhead(&self) -> usize {
         let len = |c: &Option<Cow<'_, [u8]>>| c.as_ref().map_or(0, |c| c.len());
-        // Three timestamps, 36 separators, nulls, enrichment placeholders.
-        256 + len(&self.user_agent_text)
+        // Three timestamps, 36 separators, nulls, enrichment.
+        384 + len(&self.user_agent_text)
             + 2 * len(&self.referer_text)
             + len(&self.key_customer_identifier)
-            + self.peer_ip.as_ref().map_or(0, |ip| ip.len())
+            + self.client_ip_text.as_ref().map_or(0, |ip| ip.len())
     }
 }
 
@@ -281,22 +320,61 @@ fn metric_value_of(doc: &Document<'_>, v: usize) -> Result<f64, String> {
     }
 }
 
-fn ip_of<'d>(doc: &'d Document<'_>, v: usize) -> Result<Cow<'d, str>, String> {
+/// The body's `ip`: the address and its canonical text.
+fn ip_of<'d>(doc: &'d Document<'_>, v: usize) -> Result<(IpAddr, Cow<'d, str>), String> {
     let v = string_of(doc, v)?;
-    ip::normalize(doc.str(v)).ok_or_else(|| "must be a valid IPv4 or IPv6 address".to_string())
+    let given = doc.str(v);
+    ip::parse(given)
+        .map(|addr| (addr, ip::text(given, addr)))
+        .ok_or_else(|| "must be a valid IPv4 or IPv6 address".to_string())
 }
 
 /// The geo and user-agent columns and `is_bot` (`geo_country` through
 /// `is_bot` in `EVENT_COLUMNS`: 6 geo, 7 ua, 1 bool), each followed by a
-/// separator. Enrichment (GeoIP, uap-core) is a later step that will fill
-/// them from the event's effective `ip` and `user_agent`; until then they
-/// are null and `is_bot` is false.
-fn write_enrichment(out: &mut Vec<u8>, _ip: Option<&str>, _user_agent: Option<&str>) {
-    out.extend_from_slice(ENRICHMENT_PLACEHOLDER);
+/// separator: null (and `is_bot` false) for what is unknown.
+fn write_enrichment(out: &mut Vec<u8>, geo: Option<&Geo>, ua: Option<&UserAgent>) {
+    let text = |out: &mut Vec<u8>, s: &Option<String>| {
+        copy::write_opt_text(out, s.as_deref().map(str::as_bytes));
+        out.push(SEP);
+    };
+    let float = |out: &mut Vec<u8>, x: Option<f64>| {
+        match x {
+            Some(x) => copy::write_f64(out, x),
+            None => out.extend_from_slice(NULL),
+        }
+        out.push(SEP);
+    };
+    match geo {
+        Some(g) => {
+            text(out, &g.country);
+            text(out, &g.region);
+            text(out, &g.city);
+            float(out, g.latitude);
+            float(out, g.longitude);
+            text(out, &g.timezone);
+        }
+        None => out.extend_from_slice(NO_GEO),
+    }
+    match ua {
+        Some(ua) => {
+            text(out, &ua.browser);
+            text(out, &ua.browser_version);
+            text(out, &ua.os);
+            text(out, &ua.os_version);
+            out.extend_from_slice(ua.device_type.as_str().as_bytes());
+            out.push(SEP);
+            text(out, &ua.device_brand);
+            text(out, &ua.device_model);
+            out.extend_from_slice(if ua.is_bot { b"t\t" } else { b"f\t" });
+        }
+        None => out.extend_from_slice(NO_USER_AGENT),
+    }
 }
 
-const ENRICHMENT_PLACEHOLDER: &[u8] =
-    b"\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\tf\t";
+/// Six null geo columns.
+const NO_GEO: &[u8] = b"\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t";
+/// Seven null `ua_*` columns and `is_bot` false.
+const NO_USER_AGENT: &[u8] = b"\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\tf\t";
 
 /// Check the event at node `node` (position `index` in the batch) and, when
 /// it is valid, append its row to `out` and return its `event_id`. An
@@ -457,8 +535,21 @@ pub fn encode_event(
         None => out.extend_from_slice(NULL),
     }
     out.push(SEP);
-    let ip = body_ip.as_deref().or(ctx.peer_ip.as_deref());
-    copy::write_opt_text(out, ip.map(str::as_bytes));
+    // The lookup uses the address as sent; the column may be anonymised.
+    let geo = match &body_ip {
+        Some((addr, text)) => {
+            if ctx.enricher.anonymize_ip() {
+                write_display(out, ctx.enricher.stored_ip(*addr));
+            } else {
+                out.extend_from_slice(text.as_bytes());
+            }
+            ctx.enricher.geo(*addr)
+        }
+        None => {
+            copy::write_opt_text(out, ctx.client_ip_text.as_deref().map(str::as_bytes));
+            ctx.client_geo()
+        }
+    };
     out.push(SEP);
     match user_agent {
         Some(v) => copy::write_doc_text(out, doc, v),
@@ -472,7 +563,13 @@ pub fn encode_event(
         None => out.extend_from_slice(ctx.referer_text.as_deref().unwrap_or(NULL)),
     }
     out.push(SEP);
-    write_enrichment(out, ip, user_agent.map(|v| doc.str(v)).or(ctx.user_agent));
+    let ua = match user_agent {
+        Some(v) => Some(doc.str(v))
+            .filter(|s| !s.is_empty())
+            .map(|s| ctx.enricher.user_agent(s)),
+        None => ctx.header_user_agent(),
+    };
+    write_enrichment(out, geo.as_deref(), ua.as_deref());
     for (given, derived) in body_utm.iter().zip(&utm) {
         match given {
             Some(v) => copy::write_doc_text(out, doc, *v),
@@ -496,6 +593,12 @@ pub fn encode_event(
     }
     out.push(b'\n');
     Some(event_id.map(|v| doc.str(v).to_owned()))
+}
+
+/// Append `v`'s `Display` text (addresses hold nothing to escape).
+fn write_display(out: &mut Vec<u8>, v: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = write!(out, "{v}");
 }
 
 fn host<'p>(parts: Option<&'p url_fields::UrlParts<'_>>) -> Option<&'p [u8]> {
@@ -528,11 +631,29 @@ mod tests {
     }
 
     #[test]
-    fn placeholder_has_fourteen_columns() {
-        let cols: Vec<&[u8]> = ENRICHMENT_PLACEHOLDER.split(|&b| b == b'\t').collect();
+    fn enrichment_has_fourteen_columns() {
+        let mut out = Vec::new();
+        write_enrichment(&mut out, None, None);
+        let cols: Vec<&[u8]> = out.split(|&b| b == b'\t').collect();
         assert_eq!(cols.len(), 15); // 14 values and the empty rest
         assert_eq!(cols[13], b"f");
         assert!(cols[..13].iter().all(|c| *c == b"\\N"));
+        let geo = Geo {
+            country: Some("GB".into()),
+            latitude: Some(51.5),
+            ..Geo::default()
+        };
+        let ua = Enricher::shared_default()
+            .user_agent("Googlebot/2.1 (+http://www.google.com/bot.html)");
+        out.clear();
+        write_enrichment(&mut out, Some(&geo), Some(&ua));
+        let cols: Vec<&[u8]> = out.split(|&b| b == b'\t').collect();
+        assert_eq!(cols.len(), 15);
+        assert_eq!(cols[0], b"GB");
+        assert_eq!(cols[3], b"51.5");
+        assert_eq!(cols[6], b"Googlebot");
+        assert_eq!(cols[10], b"bot");
+        assert_eq!(cols[13], b"t");
     }
 
     #[test]

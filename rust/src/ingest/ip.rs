@@ -51,7 +51,11 @@ mod tests {
             ("2001:480:10::1", "2001:480:10::"),
             ("::1", "::"),
         ] {
-            assert_eq!(anonymize(parse(given).unwrap()).to_string(), want, "{given}");
+            assert_eq!(
+                anonymize(parse(given).unwrap()).to_string(),
+                want,
+                "{given}"
+            );
         }
     }
 

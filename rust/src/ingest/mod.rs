@@ -8,7 +8,8 @@
 //! 2. [`json`]: our own RFC 8259 parser (limits on depth and string length,
 //!    numbers kept as text, strings PostgreSQL cannot hold replaced);
 //! 3. [`event`]: each event's fields checked, derived fields computed
-//!    ([`ip`], [`timestamp`], [`url_fields`]);
+//!    ([`ip`], [`timestamp`], [`url_fields`]) and the event enriched
+//!    (client address, GeoIP, user agent: [`crate::enrich`]);
 //! 4. [`copy`]: values written as COPY text, straight into one buffer.
 //!
 //! A batch is all or nothing: every event is checked, every problem reported
@@ -36,6 +37,8 @@ mod tests;
 pub use error::{Detail, ErrorCode, IngestError};
 
 use json::{JsonErrorKind, JsonLimits, Node};
+
+use crate::enrich::Enricher;
 
 /// Column order of the rows.
 pub const EVENT_COLUMNS: [&str; 36] = [
@@ -163,9 +166,11 @@ pub struct Request<'a> {
     /// Receive time, microseconds since the Unix epoch (UTC); clamped to
     /// 1970-01-01..9999-12-31.
     pub received_at_us: i64,
-    /// The client address (peer, or from trusted proxies); an unparsable
-    /// one is ignored.
+    /// The socket peer's address; an unparsable one is ignored.
     pub peer_ip: Option<&'a str>,
+    /// `X-Forwarded-For` (several header lines joined with `,`), believed
+    /// only when the peer is a trusted proxy of the enricher.
+    pub forwarded_for: Option<&'a str>,
     /// `User-Agent` header.
     pub user_agent: Option<&'a str>,
     /// `Referer` header.
@@ -182,11 +187,12 @@ pub struct Prepared {
     pub event_ids: Vec<Option<String>>,
 }
 
-/// Parse, check and encode one request body.
+/// Parse, check, enrich and encode one request body.
 pub fn prepare_events(
     body: &[u8],
     req: &Request<'_>,
     limits: &Limits,
+    enricher: &Enricher,
 ) -> Result<Prepared, IngestError> {
     let json_bytes = body::decode(body, req.gzip, limits.max_body_bytes)?;
     let doc = json::parse(
@@ -233,7 +239,7 @@ pub fn prepare_events(
         _ => (1, root, false),
     };
 
-    let ctx = event::RequestContext::new(req);
+    let ctx = event::RequestContext::new(req, enricher);
     let mut rows = Vec::with_capacity(json_bytes.len() + ctx.row_overhead() * count);
     let mut event_ids = Vec::with_capacity(count);
     let mut problems = event::Problems::default();

@@ -20,9 +20,20 @@ fn request() -> Request<'static> {
         customer_identifier: None,
         received_at_us: RECEIVED,
         peer_ip: Some("203.0.113.9"),
+        forwarded_for: None,
         user_agent: Some("TestAgent/1.0"),
         referer: None,
     }
+}
+
+/// [`super::prepare_events`] with the default enricher (no GeoIP, no
+/// trusted proxy).
+fn prepare_events(
+    body: &[u8],
+    req: &Request<'_>,
+    limits: &Limits,
+) -> Result<Prepared, IngestError> {
+    super::prepare_events(body, req, limits, Enricher::shared_default())
 }
 
 type Row = HashMap<&'static str, Option<String>>;
@@ -159,6 +170,8 @@ fn minimal_event() {
         ("url", None),
         ("referrer", None),
         ("is_bot", Some("f")),
+        // A user agent that uap-core does not recognise.
+        ("ua_device_type", Some("other")),
         ("utm_source", None),
         ("referrer_host", None),
         ("url_host", None),
@@ -171,6 +184,7 @@ fn minimal_event() {
     for c in EVENT_COLUMNS
         .iter()
         .filter(|c| c.starts_with("geo_") || c.starts_with("ua_"))
+        .filter(|c| **c != "ua_device_type")
     {
         assert_eq!(col(&r, c), None, "{c}");
     }
@@ -902,4 +916,226 @@ fn big_batch_round_trips() {
             Some(format!(r#"{{"i":{i},"s":"v\t{i}"}}"#).as_str())
         );
     }
+}
+
+// --- enrichment ------------------------------------------------------------
+
+const CHROME_MAC: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
+const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+
+/// MaxMind's test City database, from ../shared (beside the repository).
+fn test_geoip_db() -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/testdata/geoip/GeoIP2-City-Test.mmdb");
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("!!! {} missing: GeoIP not tested here", p.display());
+        None
+    }
+}
+
+fn enricher(trusted: &[&str], anonymize_ip: bool) -> Option<Enricher> {
+    Some(
+        Enricher::new(crate::enrich::EnricherConfig {
+            geoip_db: Some(test_geoip_db()?),
+            trusted_proxies: crate::enrich::TrustedProxies::parse(trusted).unwrap(),
+            anonymize_ip,
+            ..Default::default()
+        })
+        .unwrap(),
+    )
+}
+
+fn enriched(body: &str, req: &Request<'_>, e: &Enricher) -> Vec<Row> {
+    let p = super::prepare_events(body.as_bytes(), req, &Limits::default(), e)
+        .unwrap_or_else(|err| panic!("{body}: {err:?}"));
+    parse_rows(&p)
+}
+
+fn cols<'r>(r: &'r Row, names: &[&str]) -> Vec<Option<&'r str>> {
+    names.iter().map(|n| col(r, n)).collect()
+}
+
+const GEO: [&str; 6] = [
+    "geo_country",
+    "geo_region",
+    "geo_city",
+    "geo_latitude",
+    "geo_longitude",
+    "geo_timezone",
+];
+const UA: [&str; 8] = [
+    "ua_browser",
+    "ua_browser_version",
+    "ua_os",
+    "ua_os_version",
+    "ua_device_type",
+    "ua_device_brand",
+    "ua_device_model",
+    "is_bot",
+];
+
+#[test]
+fn user_agents_are_parsed_from_the_body_or_the_header() {
+    let req = Request {
+        user_agent: Some(CHROME_MAC),
+        ..request()
+    };
+    let r = row_with(r#"{"event_name":"e"}"#, &req);
+    assert_eq!(
+        cols(&r, &UA),
+        [
+            Some("Chrome"),
+            Some("120.0.0"),
+            Some("Mac OS X"),
+            Some("10.15.7"),
+            Some("desktop"),
+            Some("Apple"),
+            Some("Mac"),
+            Some("f")
+        ]
+    );
+    // The body's user_agent wins, for the columns too.
+    let body = format!(r#"[{{"event_name":"e","user_agent":"{GOOGLEBOT}"}},{{"event_name":"f"}}]"#);
+    let p = prepare_with(&body, &req).unwrap();
+    let rs = parse_rows(&p);
+    assert_eq!(col(&rs[0], "ua_browser"), Some("Googlebot"));
+    assert_eq!(col(&rs[0], "ua_device_type"), Some("bot"));
+    assert_eq!(col(&rs[0], "is_bot"), Some("t"));
+    assert_eq!(col(&rs[1], "ua_browser"), Some("Chrome"));
+    let r = row_with(
+        &format!(r#"{{"event_name":"e","user_agent":"{IPHONE}"}}"#),
+        &req,
+    );
+    assert_eq!(
+        cols(
+            &r,
+            &["ua_browser", "ua_os", "ua_device_type", "ua_device_model"]
+        ),
+        [
+            Some("Mobile Safari"),
+            Some("iOS"),
+            Some("mobile"),
+            Some("iPhone")
+        ]
+    );
+    // No user agent, or an empty one: nothing known, not a bot.
+    for (body, header) in [
+        (r#"{"event_name":"e"}"#, None),
+        (r#"{"event_name":"e","user_agent":""}"#, Some(CHROME_MAC)),
+    ] {
+        let req = Request {
+            user_agent: header,
+            ..request()
+        };
+        let r = row_with(body, &req);
+        assert_eq!(cols(&r, &UA)[..7], [None; 7], "{body}");
+        assert_eq!(col(&r, "is_bot"), Some("f"));
+    }
+}
+
+#[test]
+fn geo_columns_from_the_client_address() {
+    let Some(e) = enricher(&[], false) else {
+        return;
+    };
+    let london = [
+        Some("GB"),
+        Some("England"),
+        Some("London"),
+        Some("51.5142"),
+        Some("-0.0931"),
+        Some("Europe/London"),
+    ];
+    // The peer.
+    let req = Request {
+        peer_ip: Some("81.2.69.142"),
+        ..request()
+    };
+    let r = &enriched(r#"{"event_name":"e"}"#, &req, &e)[0];
+    assert_eq!(cols(r, &GEO), london);
+    assert_eq!(col(r, "ip"), Some("81.2.69.142"));
+    // The body's ip wins; IPv6; per event in a batch.
+    let body = r#"[{"event_name":"a","ip":"2001:480:10::1"},{"event_name":"b","ip":"10.1.2.3"},{"event_name":"c"}]"#;
+    let rs = enriched(body, &req, &e);
+    assert_eq!(
+        cols(&rs[0], &["ip", "geo_country", "geo_region", "geo_city"]),
+        [
+            Some("2001:480:10::1"),
+            Some("US"),
+            Some("California"),
+            Some("San Diego")
+        ]
+    );
+    // Private: no lookup, no geo.
+    assert_eq!(cols(&rs[1], &GEO), [None; 6]);
+    assert_eq!(col(&rs[1], "ip"), Some("10.1.2.3"));
+    assert_eq!(cols(&rs[2], &GEO), london);
+    // Without a database: null.
+    let r = row_with(r#"{"event_name":"e"}"#, &req);
+    assert_eq!(cols(&r, &GEO), [None; 6]);
+}
+
+#[test]
+fn forwarded_for_is_believed_only_from_trusted_proxies() {
+    let Some(e) = enricher(&["127.0.0.1", "10.0.0.0/8"], false) else {
+        return;
+    };
+    let via = |peer, xff| Request {
+        peer_ip: Some(peer),
+        forwarded_for: Some(xff),
+        ..request()
+    };
+    let body = r#"{"event_name":"e"}"#;
+    let r = &enriched(
+        body,
+        &via("127.0.0.1", "6.6.6.6, 81.2.69.142, 10.0.0.2"),
+        &e,
+    )[0];
+    assert_eq!(col(r, "ip"), Some("81.2.69.142"));
+    assert_eq!(col(r, "geo_city"), Some("London"));
+    let r = &enriched(body, &via("::ffff:127.0.0.1", "[2001:480:10::1]:443"), &e)[0];
+    assert_eq!(col(r, "ip"), Some("2001:480:10::1"));
+    // An untrusted peer's header is ignored.
+    let r = &enriched(body, &via("89.160.20.128", "81.2.69.142"), &e)[0];
+    assert_eq!(col(r, "ip"), Some("89.160.20.128"));
+    assert_eq!(col(r, "geo_city"), Some("Linköping"));
+    // The body's ip still wins over everything.
+    let r = &enriched(
+        r#"{"event_name":"e","ip":"89.160.20.128"}"#,
+        &via("127.0.0.1", "81.2.69.142"),
+        &e,
+    )[0];
+    assert_eq!(col(r, "ip"), Some("89.160.20.128"));
+    // Without trusted proxies (the default enricher), the peer.
+    let r = row_with(body, &via("127.0.0.1", "81.2.69.142"));
+    assert_eq!(col(&r, "ip"), Some("127.0.0.1"));
+}
+
+#[test]
+fn anonymised_addresses_are_looked_up_whole() {
+    let Some(e) = enricher(&["127.0.0.1"], true) else {
+        return;
+    };
+    let req = Request {
+        peer_ip: Some("127.0.0.1"),
+        forwarded_for: Some("81.2.69.142"),
+        ..request()
+    };
+    let body = r#"[{"event_name":"a"},{"event_name":"b","ip":"2001:480:10:ab::1"},{"event_name":"c","ip":"::ffff:89.160.20.129"}]"#;
+    let rs = enriched(body, &req, &e);
+    assert_eq!(
+        cols(&rs[0], &["ip", "geo_city"]),
+        [Some("81.2.69.0"), Some("London")]
+    );
+    assert_eq!(
+        cols(&rs[1], &["ip", "geo_city"]),
+        [Some("2001:480:10::"), Some("San Diego")]
+    );
+    assert_eq!(
+        cols(&rs[2], &["ip", "geo_city"]),
+        [Some("89.160.20.0"), Some("Linköping")]
+    );
 }

@@ -287,6 +287,31 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_use_stays_bounded_and_correct() {
+        let cache = UserAgentCache::new(64);
+        let uas: Vec<String> = (0..200)
+            .map(|i| {
+                format!("Mozilla/5.0 (X11; Linux x86_64; rv:{i}.0) Gecko/20100101 Firefox/{i}.0")
+            })
+            .collect();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (cache, uas) = (&cache, &uas);
+                s.spawn(move || {
+                    for round in 0..3 {
+                        for (i, ua) in uas.iter().enumerate().skip((t + round) % 7) {
+                            let parsed = cache.get(ua);
+                            assert_eq!(parsed.browser.as_deref(), Some("Firefox"));
+                            assert_eq!(parsed.browser_version, Some(format!("{i}.0")));
+                        }
+                    }
+                });
+            }
+        });
+        assert!(cache.len() <= 64, "{:?}", cache.stats());
+    }
+
+    #[test]
     fn zero_capacity_caches_nothing() {
         let cache = UserAgentCache::new(0);
         assert_eq!(cache.get("curl/8.0").browser.as_deref(), Some("curl"));

@@ -26,13 +26,14 @@ use super::rules::{ListKind, RuleDef};
 use super::syntax::Translated;
 
 /// Upper bound on the compiled size of one regex. uap-core's largest
-/// expressions (bounded repetitions of `.` such as `^(.{0,200})/`) need a
-/// few hundred KiB; a pathological upstream change fails loudly in the
-/// tests instead of taking memory.
+/// (the bot lists, the bounded repetitions of `[^;]`) take under 0.5 MiB
+/// once rewritten (`syntax.rs`); a pathological upstream change fails the
+/// tests (`every_embedded_regex_compiles`) instead of taking memory.
 pub const REGEX_SIZE_LIMIT: usize = 4 << 20;
 /// Upper bound on each regex's lazy-DFA cache (per thread using it). Most
-/// rules stay far below it; the few large ones fall back to slower engines
-/// rather than grow.
+/// rules use a few KiB; uap-core's big bot alternations (`^.{0,100}(bot|
+/// crawl|...)`, case-insensitive) need 2-4 MiB to stay in the DFA: below
+/// that they fall back to an NFA simulation ten times slower.
 pub const DFA_SIZE_LIMIT: usize = 4 << 20;
 
 /// One piece of a replacement template.
