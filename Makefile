@@ -18,7 +18,7 @@ run: setup ## run the server on its own local TimescaleDB and print a first curl
 test: setup test-rust test-python ## the whole test suite (Rust, then Python against real TimescaleDB)
 
 test-rust: ## cargo tests of the pure Rust hot path
-	cargo test --release
+	cargo test
 
 test-python: ## pytest: real cluster, real server over HTTP on loopback
 	$(VENV)/python -m pytest -q

@@ -346,7 +346,8 @@ def test_event_id_retries_are_stored_once(
     finally:
         stop_server(server)
     rows = fdb.execute(
-        "SELECT event_id, count(*) FROM events WHERE project_id = %s GROUP BY 1 ORDER BY 1 NULLS FIRST",
+        "SELECT event_id, count(*) FROM events WHERE project_id = %s"
+        " GROUP BY 1 ORDER BY 1 NULLS FIRST",
         (project["id"],),
     ).fetchall()
     assert rows == [(None, 1), *((f"order-{i}", 1) for i in range(5)), ("order-9", 1)]

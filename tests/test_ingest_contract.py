@@ -376,11 +376,32 @@ def test_health_ready_and_metrics(client, project: Project) -> None:
 
 
 def test_openapi_describes_every_endpoint(client) -> None:
+    from openapi_spec_validator import validate
+
     schema = client.get("/schema/openapi.json").json()
-    for path in ("/v1/events", "/healthz", "/readyz", "/metrics"):
+    validate(schema)  # a valid OpenAPI document, raw routes included
+    for path in (
+        "/v1/events",
+        "/v1/query",
+        "/v1/delete",
+        "/v1/projects",
+        "/v1/projects/{project_id}",
+        "/v1/projects/{project_id}/keys",
+        "/v1/projects/{project_id}/keys/{key_id}",
+        "/v1/usage",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ):
         assert path in schema["paths"], path
     ingest = schema["paths"]["/v1/events"]["post"]
     assert {"202", "400", "401", "403", "413", "415", "503"} <= set(ingest["responses"])
+    for path in ("/v1/query", "/v1/delete"):
+        operation = schema["paths"][path]["post"]
+        assert {"200", "400", "401", "403", "503"} <= set(operation["responses"]), path
+        assert "Retry-After" in operation["responses"]["503"]["headers"], path
+        assert operation["requestBody"]["required"], path
+        assert operation["security"], path
 
 
 def test_unknown_route_uses_the_error_shape(client) -> None:

@@ -25,7 +25,7 @@ from eventbunker.errors import error_document
 from eventbunker.ingest.auth import KeyCache
 from eventbunker.ingest.pipeline import IngestPipeline
 from eventbunker.ops.metrics import Metrics
-from eventbunker.ops.openapi import document_ingest
+from eventbunker.ops.openapi import document_ingest, document_query
 from eventbunker.query.endpoint import QueryApi
 from eventbunker.web import template_config, web_handlers
 
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         document_ingest(app)
+        document_query(app)
         await metrics.start()
         await keys.start()
         await ingest.start()

@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     serve.add_argument("--max-body-bytes", type=int, help="request body limit (default 1 MiB)")
     serve.add_argument("--max-batch-events", type=int, help="events per request (default 1000)")
+    serve.add_argument("--max-json-depth", type=int, help="deepest JSON nesting (default 32)")
+    serve.add_argument(
+        "--max-string-bytes", type=int, help="longest JSON string, in bytes (default 65536)"
+    )
     serve.add_argument(
         "--spool-dir", type=Path, help="write-ahead spool (default <data-dir>/spool)"
     )
@@ -120,6 +124,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         "data_dir",
         "max_body_bytes",
         "max_batch_events",
+        "max_json_depth",
+        "max_string_bytes",
         "spool_dir",
         "spool_max_bytes",
         "geoip_db",

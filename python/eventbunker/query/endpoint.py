@@ -106,7 +106,6 @@ class QueryApi:
             status_code=200,
             media_type=MediaType.JSON,
             summary="Run an analysis (query key)",
-            include_in_schema=False,
         )
         async def query(request: Request[Any, Any, Any]) -> Response[bytes]:
             return await self._handle(request, "query", self._query)
@@ -116,7 +115,6 @@ class QueryApi:
             status_code=200,
             media_type=MediaType.JSON,
             summary="Delete events (delete key)",
-            include_in_schema=False,
         )
         async def delete(request: Request[Any, Any, Any]) -> Response[bytes]:
             return await self._handle(request, "delete", self._delete)

@@ -15,9 +15,30 @@
 //! back to a character boundary): every uap-core test case is shorter, and
 //! it bounds both the work per request and the memory of the cache.
 //!
-//! Speed: a literal prefilter (`prefilter.rs`) selects, in one
-//! Aho-Corasick pass, the few rules that can match; regexes are compiled on
-//! first use (`matcher.rs`). See `rust/examples/user_agent_bench.rs`.
+//! How (one file per step):
+//! * `rules.rs` loads the YAML (embedded with `include_str!`);
+//! * `syntax.rs` turns each expression into the `regex` crate's dialect:
+//!   `\d`, `\w`, `\s`, `\b` are ASCII, `.` and negated ASCII classes match
+//!   bytes, and a *relaxed* form drops large repetition bounds (used alone
+//!   where provably identical, else as a cheap pre-check). None of
+//!   uap-core's expressions uses look-around or backreferences, so the
+//!   `regex` crate runs them all (no backtracking engine);
+//! * `prefilter.rs` computes the literals each rule requires and, with one
+//!   Aho-Corasick pass per user agent, selects the few rules that can match
+//!   (about 1-2 user agent, 1 OS and 4-6 device rules tried per user agent
+//!   instead of 1,270), without changing which rule matches first;
+//! * `matcher.rs` compiles regexes on first use and resolves the
+//!   replacement directives;
+//! * `classify.rs` derives [`DeviceType`] and `is_bot`;
+//! * `cache.rs` is the bounded cache.
+//!
+//! Costs (`cargo run --release --example user_agent_bench`, 2-core machine):
+//! building the parser takes ~70 ms and 11 MiB; parsing a user agent never
+//! seen takes 6-9 µs once the regexes it needs are compiled (the first
+//! sight of a new kind of user agent also compiles them: `compile_all`
+//! does all 1,270 in ~0.1 s and ~40 MiB); a cache hit takes ~0.07 µs.
+//! Memory grows with the variety of user agents seen, up to ~100 MiB when
+//! every rule has been used (compiled regexes and their per-thread caches).
 
 mod cache;
 mod classify;
@@ -29,7 +50,7 @@ mod syntax;
 use std::fmt;
 use std::sync::LazyLock;
 
-pub use cache::UserAgentCache;
+pub use cache::{CacheStats, UserAgentCache, DEFAULT_CAPACITY};
 pub use rules::UAP_CORE_COMMIT;
 
 use matcher::{Resolved, Rule};
