@@ -493,3 +493,43 @@ def test_malformed_urls_and_huge_query_strings_never_fail_an_event(
     assert (big["url_host"], big["url_path"]) == ("big.example", "/p")
     assert big["utm_source"] is None  # longer than the 2048 bytes kept
     assert big["utm_medium"] == "cpc"
+
+
+# --- settings --------------------------------------------------------------
+
+
+def test_enrichment_settings_from_flags_and_environment() -> None:
+    from eventbunker.cli import _settings, build_parser
+    from eventbunker.config import Settings
+    from eventbunker.ingest.enrichment import proxy_list
+
+    args = build_parser().parse_args(
+        ["serve", "--geoip-db", "x.mmdb", "--trusted-proxies", "10.0.0.0/8, ::1", "--anonymize-ip"]
+    )
+    settings = _settings(args)
+    assert (settings.geoip_db, settings.anonymize_ip) == ("x.mmdb", True)
+    assert proxy_list(settings.trusted_proxies) == ["10.0.0.0/8", "::1"]
+    assert proxy_list(" 127.0.0.1 10.0.0.0/8,,fd00::/8 ") == ["127.0.0.1", "10.0.0.0/8", "fd00::/8"]
+    # The environment, and the round trip the workers depend on.
+    for raw, want in [("true", True), ("1", True), ("False", False), ("off", False)]:
+        assert Settings.from_env({"EVENTBUNKER_ANONYMIZE_IP": raw}).anonymize_ip is want
+    assert Settings.from_env(settings.to_env()).anonymize_ip is True
+    with pytest.raises(SystemExit, match="EVENTBUNKER_ANONYMIZE_IP"):
+        Settings.from_env({"EVENTBUNKER_ANONYMIZE_IP": "maybe"})
+
+
+def test_enricher_refuses_bad_configuration_with_value_errors() -> None:
+    from eventbunker import _native
+
+    with pytest.raises(ValueError, match=r'"10\.0\.0\.0/33"'):
+        _native.Enricher(trusted_proxies=["10.0.0.0/33"])
+    with pytest.raises(ValueError, match=r"cannot open GeoIP database /nonexistent\.mmdb"):
+        _native.Enricher(geoip_db="/nonexistent.mmdb")
+    asn = GEOIP_DB.with_name("GeoLite2-ASN-Test.mmdb")
+    if asn.exists():
+        with pytest.raises(ValueError, match="GeoLite2-ASN"):
+            _native.Enricher(geoip_db=asn)
+    enricher = _native.Enricher(trusted_proxies=["127.0.0.1", "10.1.2.3/8"], anonymize_ip=True)
+    assert enricher.trusted_proxies == ["127.0.0.1/32", "10.0.0.0/8"]
+    assert (enricher.geoip_db, enricher.anonymize_ip) == (None, True)
+    assert enricher.cache_stats()["user_agents"]["capacity"] == 10_000

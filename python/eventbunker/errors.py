@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -18,3 +19,17 @@ def error_document(
 
 def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> bytes:
     return orjson.dumps(error_document(code, message, details))
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal(Exception):
+    """A refused request, answered with the error shape (and Retry-After on 503s)."""
+
+    status: int
+    code: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+    retry_after: bool = False
+
+    def body(self) -> bytes:
+        return error_body(self.code, self.message, self.details)

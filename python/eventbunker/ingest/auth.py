@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 
 from eventbunker.admin.keys import hash_secret
+from eventbunker.errors import Refusal
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,13 @@ class ApiKey:
     project_id: int
     kind: str
     customer_identifier: str | None
+
+
+def presented_secret(api_key: str | None, authorization: str | None) -> str | None:
+    """The key a request presents: ``X-Api-Key``, else ``Authorization: Bearer``."""
+    if api_key is None and authorization and authorization[:7].lower() == "bearer ":
+        api_key = authorization[7:].strip()
+    return api_key or None
 
 
 class KeyStatus:
@@ -104,6 +112,29 @@ class KeyCache:
             raise
         finally:
             del self._inflight[digest]
+
+    async def require(self, secret: str | None, kind: str) -> ApiKey:
+        """The valid key of ``kind`` for ``secret``, or a Refusal saying why not."""
+        if not secret:
+            raise Refusal(
+                401, "missing_key", f"send a {kind} key in X-Api-Key or Authorization: Bearer"
+            )
+        try:
+            result = await self.authenticate(secret)
+        except psycopg.Error:
+            raise Refusal(
+                503, "storage_unavailable", "cannot check the key now; retry", retry_after=True
+            ) from None
+        if result == KeyStatus.UNKNOWN:
+            raise Refusal(401, "unknown_key", "this key does not exist")
+        if result == KeyStatus.REVOKED:
+            raise Refusal(403, "revoked_key", "this key was revoked")
+        assert isinstance(result, ApiKey)
+        if result.kind != kind:
+            raise Refusal(
+                403, "wrong_key_kind", f"this needs a {kind} key, not a {result.kind} key"
+            )
+        return result
 
     async def ping(self) -> None:
         """Raise unless the database answers."""

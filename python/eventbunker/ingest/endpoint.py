@@ -9,15 +9,13 @@ group commit, answer. Browsers may call it cross-origin with a write key.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import psycopg
 
 from eventbunker import _native
-from eventbunker.errors import error_body
-from eventbunker.ingest.auth import ApiKey, KeyCache, KeyStatus
+from eventbunker.errors import Refusal, error_body
+from eventbunker.ingest.auth import ApiKey, KeyCache, presented_secret
 from eventbunker.ingest.idempotency import DuplicateCheck
 from eventbunker.ingest.rejections import RejectionCounter
 from eventbunker.ingest.spool import Spool, SpoolFull, encode_record
@@ -40,15 +38,6 @@ PREFLIGHT_HEADERS = [
 Scope = dict[str, Any]
 Receive = Any
 Send = Any
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal(Exception):
-    status: int
-    code: str
-    message: str
-    details: list[dict[str, Any]] | None = None
-    retry_after: bool = False
 
 
 class IngestEndpoint:
@@ -89,15 +78,14 @@ class IngestEndpoint:
         headers = _headers(scope)
         key: ApiKey | None = None
         try:
-            key = await self._authenticate(headers)
+            key = await self._keys.require(_secret(headers), "write")
             accepted, duplicates = await self._ingest(key, scope, headers, receive)
         except Refusal as refusal:
             self._metrics.reject(refusal.code)
             if key is not None:
                 self._rejections.add(key.project_id, refusal.code)
             extra = [(b"retry-after", RETRY_AFTER_S)] if refusal.retry_after else []
-            body = error_body(refusal.code, refusal.message, refusal.details)
-            await _respond(send, refusal.status, body, extra)
+            await _respond(send, refusal.status, refusal.body(), extra)
             return
         await _respond(send, 202, orjson.dumps({"accepted": accepted, "duplicates": duplicates}))
 
@@ -140,31 +128,6 @@ class IngestEndpoint:
         self._duplicates.remember(key.project_id, event_ids)
         return prepared.count - duplicates, duplicates
 
-    async def _authenticate(self, headers: dict[bytes, bytes]) -> ApiKey:
-        secret = headers.get(b"x-api-key")
-        if secret is None:
-            auth = headers.get(b"authorization", b"")
-            if auth[:7].lower() == b"bearer ":
-                secret = auth[7:].strip()
-        if not secret:
-            raise Refusal(
-                401, "missing_key", "send a write key in X-Api-Key or Authorization: Bearer"
-            )
-        try:
-            result = await self._keys.authenticate(secret.decode("latin-1"))
-        except psycopg.Error:
-            raise Refusal(
-                503, "storage_unavailable", "cannot check the key now; retry", retry_after=True
-            ) from None
-        if result == KeyStatus.UNKNOWN:
-            raise Refusal(401, "unknown_key", "this key does not exist")
-        if result == KeyStatus.REVOKED:
-            raise Refusal(403, "revoked_key", "this key was revoked")
-        assert isinstance(result, ApiKey)
-        if result.kind != "write":
-            raise Refusal(403, "wrong_key_kind", f"a {result.kind} key cannot send events")
-        return result
-
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         limit = self._max_body_bytes
         declared = headers.get(b"content-length")
@@ -183,6 +146,15 @@ class IngestEndpoint:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _secret(headers: dict[bytes, bytes]) -> str | None:
+    api_key = headers.get(b"x-api-key")
+    authorization = headers.get(b"authorization")
+    return presented_secret(
+        api_key.decode("latin-1") if api_key is not None else None,
+        authorization.decode("latin-1") if authorization is not None else None,
+    )
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,8 +23,8 @@ from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from eventbunker.config import Settings
-from eventbunker.errors import error_body
-from eventbunker.ingest.auth import ApiKey, KeyCache, KeyStatus
+from eventbunker.errors import Refusal
+from eventbunker.ingest.auth import KeyCache, presented_secret
 from eventbunker.query.builder import Scope, build_delete, build_query
 from eventbunker.query.request import InvalidRequest, parse_delete, parse_query
 
@@ -44,24 +43,13 @@ _SET_LIMITS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal(Exception):
-    status: int
-    code: str
-    message: str
-    details: list[dict[str, Any]] | None = None
-    retry_after: bool = False
-
-    def response(self) -> Response[bytes]:
-        headers = dict(NO_STORE)
-        if self.retry_after:
-            headers["Retry-After"] = RETRY_AFTER_S
-        return Response(
-            error_body(self.code, self.message, self.details),
-            status_code=self.status,
-            media_type=MediaType.JSON,
-            headers=headers,
-        )
+def _response(refusal: Refusal) -> Response[bytes]:
+    headers = dict(NO_STORE)
+    if refusal.retry_after:
+        headers["Retry-After"] = RETRY_AFTER_S
+    return Response(
+        refusal.body(), status_code=refusal.status, media_type=MediaType.JSON, headers=headers
+    )
 
 
 class QueryApi:
@@ -129,14 +117,17 @@ class QueryApi:
     ) -> Response[bytes]:
         try:
             _refuse_browsers(request)
-            key = await self._authenticate(request, kind)
+            secret = presented_secret(
+                request.headers.get("x-api-key"), request.headers.get("authorization")
+            )
+            key = await self._keys.require(secret, kind)
             body = await _json_body(request)
             scope = Scope(key.project_id, key.customer_identifier)
             answer = await run(body, scope)
         except Refusal as refusal:
-            return refusal.response()
+            return _response(refusal)
         except InvalidRequest as exc:
-            return Refusal(400, "invalid_query", str(exc), exc.details()).response()
+            return _response(Refusal(400, "invalid_query", str(exc), exc.details()))
         return Response(
             orjson.dumps(answer), status_code=200, media_type=MediaType.JSON, headers=NO_STORE
         )
@@ -195,33 +186,6 @@ class QueryApi:
         except psycopg.Error:
             log.exception("query failed")
             raise Refusal(500, "internal_error", "the query failed; see the server log") from None
-
-    async def _authenticate(self, request: Request[Any, Any, Any], kind: str) -> ApiKey:
-        secret = request.headers.get("x-api-key")
-        if secret is None:
-            auth = request.headers.get("authorization", "")
-            if auth[:7].lower() == "bearer ":
-                secret = auth[7:].strip()
-        if not secret:
-            raise Refusal(
-                401, "missing_key", f"send a {kind} key in X-Api-Key or Authorization: Bearer"
-            )
-        try:
-            result = await self._keys.authenticate(secret)
-        except psycopg.Error:
-            raise Refusal(
-                503, "storage_unavailable", "cannot check the key now; retry", retry_after=True
-            ) from None
-        if result == KeyStatus.UNKNOWN:
-            raise Refusal(401, "unknown_key", "this key does not exist")
-        if result == KeyStatus.REVOKED:
-            raise Refusal(403, "revoked_key", "this key was revoked")
-        assert isinstance(result, ApiKey)
-        if result.kind != kind:
-            raise Refusal(
-                403, "wrong_key_kind", f"this needs a {kind} key, not a {result.kind} key"
-            )
-        return result
 
 
 def _refuse_browsers(request: Request[Any, Any, Any]) -> None:
