@@ -165,6 +165,9 @@ impl<K: Copy + Eq + Hash, V: Clone> ClockCache<K, V> {
     /// The cached value for `key`, or `make(key)`, cached. `make` runs
     /// outside the lock (two threads missing the same key both compute it).
     pub fn get_or_insert_with(&self, key: K, make: impl FnOnce(K) -> V) -> V {
+        if self.capacity == 0 {
+            return make(key);
+        }
         let hash = self.hasher.hash_one(key);
         if let Some(hit) = self.shard(hash).get(hash, &key) {
             return hit;

@@ -61,6 +61,7 @@ pub struct Enricher {
     trusted_proxies: TrustedProxies,
     anonymize_ip: bool,
     user_agents: UserAgentCache,
+    ua_parser: &'static UserAgentParser,
 }
 
 static DEFAULT: LazyLock<Enricher> = LazyLock::new(|| {
@@ -80,6 +81,7 @@ impl Enricher {
             trusted_proxies: config.trusted_proxies,
             anonymize_ip: config.anonymize_ip,
             user_agents: UserAgentCache::with_parser(config.ua_parser, config.ua_cache_capacity),
+            ua_parser: config.ua_parser,
         })
     }
 
@@ -107,6 +109,9 @@ impl Enricher {
     /// The parsed user agent, from the cache or parsed (uap-core).
     #[inline]
     pub fn user_agent(&self, ua: &str) -> Arc<UserAgent> {
+        if self.user_agents.capacity() == 0 {
+            return Arc::new(self.ua_parser.parse(ua)); // no cache: no hashing, no locks
+        }
         self.user_agents.get(ua)
     }
 
@@ -244,6 +249,7 @@ mod tests {
         }
         let ua = e.ua_cache_stats();
         assert!(ua.entries <= 1000 && ua.misses == 1_000_000, "{ua:?}");
+        assert!(ua.entries > 900, "the cache is used: {ua:?}");
         if e.geoip_db().is_some() {
             let geo = e.geo_cache_stats();
             assert!(geo.entries <= 2000 && geo.misses == 1_000_000, "{geo:?}");
