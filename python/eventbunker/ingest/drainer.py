@@ -31,6 +31,7 @@ from eventbunker.ingest.spool import (
     record_size,
     segment_path,
     segments,
+    starts_with_padding,
     try_lock,
 )
 from eventbunker.ingest.writer import EventWriter
@@ -206,7 +207,7 @@ def read_batch(
             damage = str(exc)
         if records:
             return records, records[-1].end
-        if data and not damage:
+        if data and not damage and not starts_with_padding(data):
             needed = record_size(data)
             if needed > len(data) == want == max_bytes:
                 # One record larger than a batch: read it whole.
