@@ -12,10 +12,11 @@ help: ## list the targets
 setup: ## install PostgreSQL+TimescaleDB, the virtualenv and the Rust extension
 	scripts/setup.sh
 
-run: setup ## run the server on its own local TimescaleDB and print a first curl
-	$(VENV)/eventbunker serve --port $(PORT) --quickstart
+run: ## run the server on its own local TimescaleDB and print a first curl (scripts/run.sh)
+	scripts/run.sh --port $(PORT)
 
-test: setup test-rust test-python ## the whole test suite (Rust, then Python against real TimescaleDB)
+test: ## the whole test suite: Rust, then Python against real TimescaleDB (scripts/test.sh)
+	scripts/test.sh
 
 test-rust: ## cargo tests of the pure Rust hot path
 	cargo test

@@ -39,6 +39,7 @@ EVENT = {
     "event_name": "page_view",
     "url": "https://shop.example/products/42?utm_source=newsletter&utm_medium=email",
     "referrer": "https://www.google.com/",
+    "ip": "81.2.69.142",  # resolves in the MaxMind test database
     "plan": "pro",
     "cart_value": 42.5,
     "items": 3,
@@ -127,12 +128,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of each")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument(
+        "--geoip-db",
+        type=Path,
+        default=ROOT.parent / "shared/testdata/geoip/GeoIP2-City-Test.mmdb",
+        help="MaxMind .mmdb for our server's GeoIP enrichment (skipped if missing)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk (or make setup)")
 
     body = orjson.dumps(EVENT).decode()
     print(f"event body: {len(body)} bytes; {args.workers} workers; {args.connections} connections")
+    geoip = args.geoip_db if args.geoip_db.exists() else "none"
+    print(f"enrichment: user agent, URL/UTM, referrer; GeoIP database: {geoip}")
     with tempfile.TemporaryDirectory(prefix="eb-bench-") as tmp:
         cluster = ManagedCluster(Path(tmp) / "cluster")
         cluster.start()
@@ -212,7 +221,11 @@ def measure(
             str(port),
             "--workers",
             str(args.workers),
+            "--spool-dir",
+            str(tmp / "spool"),
         ]
+        if args.geoip_db.exists():
+            command += ["--geoip-db", str(args.geoip_db)]
         cwd = ROOT
     log = (tmp / f"{name}-{port}.log").open("wb")
     process = subprocess.Popen(

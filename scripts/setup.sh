@@ -9,6 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf 'setup: %s\n' "$*" >&2; }
+# rustup's toolchain, when there is one, over Debian's (too old on Debian 12).
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 

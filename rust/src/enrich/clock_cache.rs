@@ -1,19 +1,25 @@
-//! A bounded, thread-safe cache for small `Copy` keys (the GeoIP cache:
-//! client address → location).
+//! A bounded, thread-safe cache, the one behind every enrichment cache
+//! (GeoIP: address → location and record offset → location; user agents:
+//! user agent → parsed, in `user_agent/cache.rs`).
 //!
-//! The same design as the user-agent cache (`user_agent/cache.rs`), made
-//! generic: 16 mutex-protected shards chosen by a random-seeded hash, each
-//! evicting with the CLOCK algorithm (a hit sets the entry's "referenced"
-//! bit; a full shard's hand sweeps, clearing set bits, and evicts the first
-//! entry whose bit was clear). At most `capacity` entries, whatever the
-//! traffic; O(1) per operation; the value is computed outside the lock.
+//! 16 mutex-protected shards chosen by a random-seeded hash, each evicting
+//! with the CLOCK algorithm (second chance): a hit sets the entry's
+//! "referenced" bit; when a full shard needs room, its hand sweeps the
+//! slots, clearing set bits, and evicts the first entry whose bit was
+//! clear. It approximates LRU at O(1) per operation with no per-hit list
+//! surgery. At most `capacity` entries, whatever the traffic (capacity 0:
+//! nothing is cached, and a lookup neither hashes nor locks); the value is
+//! computed outside the lock.
 
+use std::borrow::Borrow;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-const SHARDS: usize = 16;
+/// Number of shards (a cache of capacity `c` keeps at least `c - SHARDS`
+/// entries once every shard is full).
+pub(crate) const SHARDS: usize = 16;
 
 /// Entries, capacity, hits and misses of a cache.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -62,7 +68,7 @@ struct Shard<K, V> {
     misses: u64,
 }
 
-impl<K: Copy + Eq, V: Clone> Shard<K, V> {
+impl<K, V: Clone> Shard<K, V> {
     fn new(capacity: usize) -> Self {
         Shard {
             index: HashMap::default(),
@@ -74,12 +80,15 @@ impl<K: Copy + Eq, V: Clone> Shard<K, V> {
         }
     }
 
-    fn get(&mut self, hash: u64, key: &K) -> Option<V> {
+    fn get<Q: Eq + ?Sized>(&mut self, hash: u64, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
         let hit = self
             .index
             .get(&hash)
             .map(|&i| &mut self.slots[i])
-            .filter(|s| s.key == *key)
+            .filter(|s| s.key.borrow() == key)
             .map(|s| {
                 s.referenced = true;
                 s.value.clone()
@@ -137,7 +146,7 @@ impl<K, V> std::fmt::Debug for ClockCache<K, V> {
     }
 }
 
-impl<K: Copy + Eq + Hash, V: Clone> ClockCache<K, V> {
+impl<K, V: Clone> ClockCache<K, V> {
     /// A cache of at most `capacity` entries (0: nothing is cached).
     pub fn new(capacity: usize) -> Self {
         let shards = (0..SHARDS)
@@ -162,19 +171,33 @@ impl<K: Copy + Eq + Hash, V: Clone> ClockCache<K, V> {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The cached value for `key`, or `make(key)`, cached. `make` runs
-    /// outside the lock (two threads missing the same key both compute it).
-    pub fn get_or_insert_with(&self, key: K, make: impl FnOnce(K) -> V) -> V {
+    /// The cached value for `key`, or `make(key)`, cached (under an owned
+    /// copy of `key`: `Box<str>` for `&str`). `make` runs outside the lock
+    /// (two threads missing the same key both compute it).
+    pub fn get_or_insert_with<Q>(&self, key: &Q, make: impl FnOnce(&Q) -> V) -> V
+    where
+        Q: Hash + Eq + ToOwned + ?Sized,
+        K: Borrow<Q> + From<Q::Owned>,
+    {
         if self.capacity == 0 {
             return make(key);
         }
         let hash = self.hasher.hash_one(key);
-        if let Some(hit) = self.shard(hash).get(hash, &key) {
+        if let Some(hit) = self.shard(hash).get(hash, key) {
             return hit;
         }
         let value = make(key);
-        self.shard(hash).insert(hash, key, value.clone());
+        self.shard(hash)
+            .insert(hash, K::from(key.to_owned()), value.clone());
         value
+    }
+
+    /// Calls `f` on every cached key (for tests and diagnostics).
+    pub fn for_each_key(&self, mut f: impl FnMut(&K)) {
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            shard.slots.iter().for_each(|s| f(&s.key));
+        }
     }
 
     /// Drop every entry (the counters stay).
@@ -246,10 +269,10 @@ mod tests {
 
     #[test]
     fn hits_are_cached_and_counted() {
-        let cache = ClockCache::new(100);
+        let cache: ClockCache<u64, u64> = ClockCache::new(100);
         let mut computed = 0;
         for _ in 0..3 {
-            let v = cache.get_or_insert_with(5u64, |k| {
+            let v = cache.get_or_insert_with(&5u64, |k| {
                 computed += 1;
                 k * 2
             });
@@ -264,23 +287,37 @@ mod tests {
 
     #[test]
     fn zero_capacity_caches_nothing() {
-        let cache = ClockCache::new(0);
+        let cache: ClockCache<u32, u32> = ClockCache::new(0);
         for k in 0..100u32 {
-            assert_eq!(cache.get_or_insert_with(k, |k| k + 1), k + 1);
+            assert_eq!(cache.get_or_insert_with(&k, |k| k + 1), k + 1);
         }
         assert_eq!(cache.len(), 0);
     }
 
     #[test]
     fn a_flood_of_distinct_keys_stays_within_capacity() {
-        let cache = ClockCache::new(1000);
+        let cache: ClockCache<u64, u64> = ClockCache::new(1000);
         for k in 0..200_000u64 {
-            cache.get_or_insert_with(k, |k| k);
+            cache.get_or_insert_with(&k, |&k| k);
             if k % 10_007 == 0 {
                 assert!(cache.len() <= 1000);
             }
         }
         assert!(cache.len() <= 1000);
         assert!(cache.len() > 900, "shards fill up: {}", cache.len());
+        for shard in cache.shards.iter() {
+            let shard = shard.lock().unwrap();
+            assert_eq!(shard.index.len(), shard.slots.len());
+        }
+    }
+
+    #[test]
+    fn unsized_keys_are_looked_up_borrowed_and_stored_owned() {
+        let cache: ClockCache<Box<str>, usize> = ClockCache::new(10);
+        assert_eq!(cache.get_or_insert_with("abc", str::len), 3);
+        assert_eq!(cache.get_or_insert_with("abc", |_| 0), 3);
+        let mut keys = Vec::new();
+        cache.for_each_key(|k| keys.push(k.clone()));
+        assert_eq!(keys, vec![Box::from("abc")]);
     }
 }

@@ -61,7 +61,6 @@ pub struct Enricher {
     trusted_proxies: TrustedProxies,
     anonymize_ip: bool,
     user_agents: UserAgentCache,
-    ua_parser: &'static UserAgentParser,
 }
 
 static DEFAULT: LazyLock<Enricher> = LazyLock::new(|| {
@@ -81,7 +80,6 @@ impl Enricher {
             trusted_proxies: config.trusted_proxies,
             anonymize_ip: config.anonymize_ip,
             user_agents: UserAgentCache::with_parser(config.ua_parser, config.ua_cache_capacity),
-            ua_parser: config.ua_parser,
         })
     }
 
@@ -106,12 +104,10 @@ impl Enricher {
         self.geo.as_ref()?.get(ip)
     }
 
-    /// The parsed user agent, from the cache or parsed (uap-core).
+    /// The parsed user agent, from the cache or parsed (uap-core; with a
+    /// cache capacity of 0, parsed every time, without hashing or locks).
     #[inline]
     pub fn user_agent(&self, ua: &str) -> Arc<UserAgent> {
-        if self.user_agents.capacity() == 0 {
-            return Arc::new(self.ua_parser.parse(ua)); // no cache: no hashing, no locks
-        }
         self.user_agents.get(ua)
     }
 
@@ -149,13 +145,7 @@ impl Enricher {
 
     /// User-agent cache statistics.
     pub fn ua_cache_stats(&self) -> CacheStats {
-        let s = self.user_agents.stats();
-        CacheStats {
-            entries: s.entries,
-            capacity: s.capacity,
-            hits: s.hits,
-            misses: s.misses,
-        }
+        self.user_agents.stats()
     }
 
     /// GeoIP cache statistics (all zero without a database).

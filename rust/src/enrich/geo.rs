@@ -168,14 +168,14 @@ impl GeoDb {
             return None;
         }
         self.by_address
-            .get_or_insert_with(ip, |ip| self.lookup_shared(ip))
+            .get_or_insert_with(&ip, |&ip| self.lookup_shared(ip))
     }
 
     /// The tree walk, then the record from the record cache or decoded.
     fn lookup_shared(&self, ip: IpAddr) -> Option<Arc<Geo>> {
         let found = self.reader.lookup(ip).ok()?;
         let offset = found.offset()?;
-        self.by_record.get_or_insert_with(offset, |_| {
+        self.by_record.get_or_insert_with(&offset, |_| {
             let record = found.decode::<CityRecord<'_>>().ok()??;
             record.to_geo().map(Arc::new)
         })

@@ -18,5 +18,6 @@ pub use client_ip::TrustedProxies;
 pub use enricher::{Enricher, EnricherConfig};
 pub use geo::{Geo, GeoDb};
 pub use user_agent::{
-    DeviceType, RawDevice, RawOs, RawUserAgent, UserAgent, UserAgentCache, UserAgentParser,
+    DeviceType, RawDevice, RawOs, RawUserAgent, RawVersioned, UserAgent, UserAgentCache,
+    UserAgentParser,
 };

@@ -30,7 +30,7 @@
 //! * `matcher.rs` compiles regexes on first use and resolves the
 //!   replacement directives;
 //! * `classify.rs` derives [`DeviceType`] and `is_bot`;
-//! * `cache.rs` is the bounded cache.
+//! * `cache.rs` is the bounded cache (the enrichment `ClockCache`).
 //!
 //! Costs (`cargo run --release --example user_agent_bench`, 2-core machine):
 //! building the parser takes ~70 ms and 11 MiB; parsing a user agent never
@@ -50,7 +50,8 @@ mod syntax;
 use std::fmt;
 use std::sync::LazyLock;
 
-pub use cache::{CacheStats, UserAgentCache, DEFAULT_CAPACITY};
+pub use crate::enrich::clock_cache::CacheStats;
+pub use cache::{UserAgentCache, DEFAULT_CAPACITY};
 pub use rules::UAP_CORE_COMMIT;
 
 use matcher::{Resolved, Rule};
@@ -165,9 +166,10 @@ pub struct UserAgent {
     pub is_bot: bool,
 }
 
-/// uap-core's `user_agent_parsers` result.
+/// uap-core's result for a list whose rules give a family and a version
+/// (`user_agent_parsers`, `os_parsers`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RawUserAgent {
+pub struct RawVersioned {
     /// `"Other"` when no rule matched.
     pub family: String,
     pub major: Option<String>,
@@ -176,16 +178,11 @@ pub struct RawUserAgent {
     pub patch_minor: Option<String>,
 }
 
+/// uap-core's `user_agent_parsers` result.
+pub type RawUserAgent = RawVersioned;
+
 /// uap-core's `os_parsers` result.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RawOs {
-    /// `"Other"` when no rule matched.
-    pub family: String,
-    pub major: Option<String>,
-    pub minor: Option<String>,
-    pub patch: Option<String>,
-    pub patch_minor: Option<String>,
-}
+pub type RawOs = RawVersioned;
 
 /// uap-core's `device_parsers` result.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -316,35 +313,20 @@ impl UserAgentParser {
         })
     }
 
-    fn raw_ua(&self, ua: &str, c: &Candidates<'_>) -> RawUserAgent {
-        let Some(mut s) = self.first_match(UA, ua, c) else {
-            return RawUserAgent {
+    /// The result of list `l` (user agent or OS: family and version).
+    fn raw_versioned(&self, l: usize, ua: &str, c: &Candidates<'_>) -> RawVersioned {
+        let Some([family_, major, minor, patch, patch_minor]) = self.first_match(l, ua, c) else {
+            return RawVersioned {
                 family: OTHER.to_owned(),
                 ..Default::default()
             };
         };
-        RawUserAgent {
-            family: family(s[0].take()),
-            major: s[1].take(),
-            minor: s[2].take(),
-            patch: s[3].take(),
-            patch_minor: s[4].take(),
-        }
-    }
-
-    fn raw_os(&self, ua: &str, c: &Candidates<'_>) -> RawOs {
-        let Some(mut s) = self.first_match(OS, ua, c) else {
-            return RawOs {
-                family: OTHER.to_owned(),
-                ..Default::default()
-            };
-        };
-        RawOs {
-            family: family(s[0].take()),
-            major: s[1].take(),
-            minor: s[2].take(),
-            patch: s[3].take(),
-            patch_minor: s[4].take(),
+        RawVersioned {
+            family: family(family_),
+            major,
+            minor,
+            patch,
+            patch_minor,
         }
     }
 
@@ -365,13 +347,13 @@ impl UserAgentParser {
     /// uap-core's user agent (browser) result for `ua`.
     pub fn ua(&self, ua: &str) -> RawUserAgent {
         let ua = truncate_user_agent(ua);
-        self.raw_ua(ua, &self.candidates(ua))
+        self.raw_versioned(UA, ua, &self.candidates(ua))
     }
 
     /// uap-core's OS result for `ua`.
     pub fn os(&self, ua: &str) -> RawOs {
         let ua = truncate_user_agent(ua);
-        self.raw_os(ua, &self.candidates(ua))
+        self.raw_versioned(OS, ua, &self.candidates(ua))
     }
 
     /// uap-core's device result for `ua`.
@@ -385,8 +367,8 @@ impl UserAgentParser {
         let ua = truncate_user_agent(ua);
         let c = self.candidates(ua);
         (
-            self.raw_ua(ua, &c),
-            self.raw_os(ua, &c),
+            self.raw_versioned(UA, ua, &c),
+            self.raw_versioned(OS, ua, &c),
             self.raw_device(ua, &c),
         )
     }
