@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use eventbunker_native::enrich::UserAgentParser;
+use eventbunker_native::enrich::{RawVersioned, UserAgentParser};
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// `(file, user agent, reason)` of the cases that cannot pass.
@@ -98,30 +98,28 @@ fn run_suite(file: &str, fields: &[&str], actual: impl Fn(&str) -> Vec<Option<St
     );
 }
 
-#[test]
-fn uap_core_test_ua() {
-    let parser = UserAgentParser::global();
+/// A suite of a list whose results are a family and a version.
+fn run_versioned_suite(file: &str, parse: impl Fn(&str) -> RawVersioned) {
     run_suite(
-        "test_ua.yaml",
+        file,
         &["family", "major", "minor", "patch", "patch_minor"],
         |ua| {
-            let r = parser.ua(ua);
+            let r = parse(ua);
             vec![Some(r.family), r.major, r.minor, r.patch, r.patch_minor]
         },
     );
 }
 
 #[test]
+fn uap_core_test_ua() {
+    let parser = UserAgentParser::global();
+    run_versioned_suite("test_ua.yaml", |ua| parser.ua(ua));
+}
+
+#[test]
 fn uap_core_test_os() {
     let parser = UserAgentParser::global();
-    run_suite(
-        "test_os.yaml",
-        &["family", "major", "minor", "patch", "patch_minor"],
-        |ua| {
-            let r = parser.os(ua);
-            vec![Some(r.family), r.major, r.minor, r.patch, r.patch_minor]
-        },
-    );
+    run_versioned_suite("test_os.yaml", |ua| parser.os(ua));
 }
 
 #[test]

@@ -34,7 +34,7 @@
 //!
 //! Costs (`cargo run --release --example user_agent_bench`, 2-core machine):
 //! building the parser takes ~70 ms and 11 MiB; parsing a user agent never
-//! seen takes 6-9 µs once the regexes it needs are compiled (the first
+//! seen takes 6.5-7 µs once the regexes it needs are compiled (the first
 //! sight of a new kind of user agent also compiles them: `compile_all`
 //! does all 1,270 in ~0.1 s and ~40 MiB); a cache hit takes ~0.07 µs.
 //! Memory grows with the variety of user agents seen, up to ~100 MiB when

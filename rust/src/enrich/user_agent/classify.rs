@@ -148,12 +148,13 @@ const DESKTOP_OSES: &[&str] = &[
 static OTHER_DEVICES: LazyLock<AhoCorasick> =
     LazyLock::new(|| AhoCorasick::new(OTHER_DEVICE_MARKERS).expect("a handful of literal markers"));
 
-fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
-    haystack
-        .as_bytes()
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
-}
+/// [`BOT_FAMILY_FRAGMENTS`], searched for in one pass.
+static BOT_FRAGMENTS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(BOT_FAMILY_FRAGMENTS)
+        .expect("a handful of literal fragments")
+});
 
 fn starts_with_ignore_ascii_case(haystack: &str, prefix: &str) -> bool {
     haystack
@@ -164,9 +165,7 @@ fn starts_with_ignore_ascii_case(haystack: &str, prefix: &str) -> bool {
 
 fn is_bot(ua: &str, agent: &RawUserAgent, device: &RawDevice) -> bool {
     device.family == "Spider"
-        || BOT_FAMILY_FRAGMENTS
-            .iter()
-            .any(|f| contains_ignore_ascii_case(&agent.family, f))
+        || BOT_FRAGMENTS.is_match(&agent.family)
         || BOT_FAMILIES
             .iter()
             .any(|f| agent.family.eq_ignore_ascii_case(f))

@@ -18,9 +18,11 @@
 //!   absent; a family that resolves to nothing is `"Other"`.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use regex::bytes::{Captures, Regex, RegexBuilder};
+use regex::bytes::{CaptureLocations, Regex, RegexBuilder};
 
 use super::rules::{ListKind, RuleDef};
 use super::syntax::Translated;
@@ -86,17 +88,29 @@ enum Slot {
     FamilyTemplate(String),
 }
 
-/// Group `i`, empty if it did not participate (or if the rule needs no
-/// captures: then no slot refers to a group). A group cut inside a
-/// character (see `syntax.rs`) has it replaced by U+FFFD.
-fn group_text<'h>(caps: Option<&Captures<'h>>, i: usize) -> Cow<'h, str> {
-    caps.and_then(|c| c.get(i))
-        .map_or(Cow::Borrowed(""), |m| String::from_utf8_lossy(m.as_bytes()))
+/// The groups of a match: where they are in the haystack (no locations
+/// when the rule needs no captures: then no slot refers to a group).
+#[derive(Clone, Copy)]
+struct Groups<'l, 'h> {
+    locations: Option<&'l CaptureLocations>,
+    haystack: &'h [u8],
 }
 
-/// Group `i`, absent if empty or unmatched.
-fn group<'h>(caps: Option<&Captures<'h>>, i: usize) -> Option<Cow<'h, str>> {
-    Some(group_text(caps, i)).filter(|s| !s.is_empty())
+impl<'h> Groups<'_, 'h> {
+    /// Group `i`, empty if it did not participate. A group cut inside a
+    /// character (see `syntax.rs`) has it replaced by U+FFFD.
+    fn text(self, i: usize) -> Cow<'h, str> {
+        self.locations
+            .and_then(|l| l.get(i))
+            .map_or(Cow::Borrowed(""), |(start, end)| {
+                String::from_utf8_lossy(&self.haystack[start..end])
+            })
+    }
+
+    /// Group `i`, absent if empty or unmatched.
+    fn get(self, i: usize) -> Option<Cow<'h, str>> {
+        Some(self.text(i)).filter(|s| !s.is_empty())
+    }
 }
 
 impl Slot {
@@ -126,20 +140,20 @@ impl Slot {
         !matches!(self, Slot::Absent | Slot::Literal(_))
     }
 
-    fn resolve(&self, caps: Option<&Captures<'_>>) -> Option<String> {
+    fn resolve(&self, groups: Groups<'_, '_>) -> Option<String> {
         match self {
             Slot::Absent => None,
             Slot::Literal(s) => Some(s.clone()),
-            Slot::Group(i) => group(caps, *i).map(Cow::into_owned),
+            Slot::Group(i) => groups.get(*i).map(Cow::into_owned),
             Slot::FamilyTemplate(t) => {
-                Some(t.replace("$1", group(caps, 1).as_deref().unwrap_or("")))
+                Some(t.replace("$1", groups.get(1).as_deref().unwrap_or("")))
             }
             Slot::Template(parts) => {
                 let mut out = String::new();
                 for part in parts {
                     match part {
                         Part::Text(s) => out.push_str(s),
-                        Part::Group(i) => out.push_str(&group_text(caps, *i)),
+                        Part::Group(i) => out.push_str(&groups.text(*i)),
                     }
                 }
                 let trimmed = out.trim();
@@ -155,12 +169,48 @@ impl Slot {
     }
 }
 
+/// A compiled regex and its number among all compiled regexes (where its
+/// capture locations are kept in [`LOCATIONS`]).
+#[derive(Debug)]
+struct Compiled {
+    regex: Regex,
+    id: usize,
+}
+
+/// Numbers given to compiled regexes.
+static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// Per thread, the capture locations of each compiled regex (by
+    /// [`Compiled::id`]), reused from one search to the next instead of
+    /// allocating captures per search.
+    static LOCATIONS: RefCell<Vec<Option<CaptureLocations>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Compiled {
+    /// Searches `haystack` and, on a match, calls `f` with its groups.
+    fn captures<T>(&self, haystack: &[u8], f: impl FnOnce(Groups<'_, '_>) -> T) -> Option<T> {
+        LOCATIONS.with(|all| {
+            let mut all = all.borrow_mut();
+            if all.len() <= self.id {
+                all.resize_with(self.id + 1, || None);
+            }
+            let locations = all[self.id].get_or_insert_with(|| self.regex.capture_locations());
+            self.regex.captures_read(locations, haystack)?;
+            Some(f(Groups {
+                locations: Some(locations),
+                haystack,
+            }))
+        })
+    }
+}
+
 /// A regex compiled on first use.
 #[derive(Debug)]
 struct LazyRegex {
     pattern: String,
     case_insensitive: bool,
-    regex: OnceLock<Option<Regex>>,
+    regex: OnceLock<Option<Compiled>>,
 }
 
 impl LazyRegex {
@@ -180,8 +230,14 @@ impl LazyRegex {
             .build()
     }
 
-    fn get(&self) -> Option<&Regex> {
-        self.regex.get_or_init(|| self.compile().ok()).as_ref()
+    fn get(&self) -> Option<&Compiled> {
+        self.regex
+            .get_or_init(|| {
+                let regex = self.compile().ok()?;
+                let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+                Some(Compiled { regex, id })
+            })
+            .as_ref()
     }
 }
 
@@ -244,14 +300,18 @@ impl Rule {
         let ua = ua.as_bytes();
         let regex = match self.relaxed.as_ref().and_then(LazyRegex::get) {
             Some(relaxed) if ua.len() <= self.relaxed_is_exact_up_to => relaxed,
-            Some(relaxed) if !relaxed.is_match(ua) => return None,
+            Some(relaxed) if !relaxed.regex.is_match(ua) => return None,
             _ => self.exact.get()?,
         };
         if self.needs_captures {
-            let caps = regex.captures(ua)?;
-            Some(self.resolve(Some(&caps)))
+            regex.captures(ua, |groups| self.resolve(groups))
         } else {
-            regex.is_match(ua).then(|| self.resolve(None))
+            regex.regex.is_match(ua).then(|| {
+                self.resolve(Groups {
+                    locations: None,
+                    haystack: ua,
+                })
+            })
         }
     }
 
@@ -262,7 +322,8 @@ impl Rule {
         let Some(relaxed) = self.relaxed.as_ref().and_then(LazyRegex::get) else {
             return true;
         };
-        let exact = self.exact.get().expect("compiles");
+        let exact = &self.exact.get().expect("compiles").regex;
+        let relaxed = &relaxed.regex;
         let mut end = ua.len().min(self.relaxed_is_exact_up_to);
         while !ua.is_char_boundary(end) {
             end -= 1;
@@ -283,8 +344,8 @@ impl Rule {
         )
     }
 
-    fn resolve(&self, caps: Option<&Captures<'_>>) -> Resolved {
-        std::array::from_fn(|i| self.slots.get(i).and_then(|s| s.resolve(caps)))
+    fn resolve(&self, groups: Groups<'_, '_>) -> Resolved {
+        std::array::from_fn(|i| self.slots.get(i).and_then(|s| s.resolve(groups)))
     }
 }
 

@@ -21,7 +21,9 @@
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::automaton::Automaton;
+use aho_corasick::dfa::DFA;
+use aho_corasick::{Anchored, MatchKind};
 use regex_syntax::hir::{Class, Hir, HirKind};
 
 /// Exact-string sets larger than this are abandoned (cross products of
@@ -106,6 +108,27 @@ impl Info {
 fn selectivity(clause: &Clause) -> (usize, std::cmp::Reverse<usize>) {
     let shortest = clause.iter().map(|s| s.chars().count()).min().unwrap_or(0);
     (shortest, std::cmp::Reverse(clause.len()))
+}
+
+/// Typical user agents, folded. A clause with an atom found in one of them
+/// is satisfied by most traffic (` build`, `applewebkit/`, `mozilla/`):
+/// a poor trigger, since every rule it triggers must then be looked at.
+const TYPICAL: &[&str] = &[
+    "mozilla/5.0 (windows nt 10.0; win64; x64) applewebkit/537.36 (khtml, like gecko) chrome/120.0.0.0 safari/537.36 edg/120.0.0.0",
+    "mozilla/5.0 (macintosh; intel mac os x 10_15_7) applewebkit/605.1.15 (khtml, like gecko) version/17.1 safari/605.1.15",
+    "mozilla/5.0 (iphone; cpu iphone os 17_1 like mac os x) applewebkit/605.1.15 (khtml, like gecko) version/17.1 mobile/15e148 safari/604.1",
+    "mozilla/5.0 (linux; android 13; sm-s911b build/tp1a.220624.014; wv) applewebkit/537.36 (khtml, like gecko) version/4.0 chrome/120.0.0.0 mobile safari/537.36",
+    "mozilla/5.0 (linux; u; android 4.0.3; en-us; htc sensation build/iml74k) applewebkit/534.30 (khtml, like gecko) version/4.0 mobile safari/534.30",
+    "mozilla/5.0 (x11; ubuntu; linux x86_64; rv:121.0) gecko/20100101 firefox/121.0",
+];
+
+/// How good a trigger a clause is (higher: better): one that typical
+/// user agents do not satisfy, then the most selective.
+fn trigger_rank(clause: &Clause) -> (bool, (usize, std::cmp::Reverse<usize>)) {
+    let typical = clause
+        .iter()
+        .any(|atom| TYPICAL.iter().any(|ua| ua.contains(atom.as_str())));
+    (!typical, selectivity(clause))
 }
 
 /// An exact set as a clause, if every member is long enough.
@@ -329,7 +352,8 @@ struct Target {
 /// the user agent, OS and device lists).
 #[derive(Debug)]
 pub struct Prefilter {
-    automaton: Option<AhoCorasick>,
+    /// Every atom, walked byte by byte (see [`Prefilter::candidates`]).
+    automaton: Option<DFA>,
     /// Atom → the clauses it satisfies.
     atom_clauses: Vec<Vec<u32>>,
     /// Clause → the targets it triggers.
@@ -385,7 +409,7 @@ impl Prefilter {
                 let trigger = ids
                     .iter()
                     .enumerate()
-                    .max_by_key(|(_, (clause, _))| selectivity(clause))
+                    .max_by_key(|(_, (clause, _))| trigger_rank(clause))
                     .map_or(0, |(i, _)| i);
                 clause_targets[ids[trigger].1 as usize].push(target);
                 let start = other_clauses.len();
@@ -406,9 +430,8 @@ impl Prefilter {
             None
         } else {
             Some(
-                AhoCorasick::builder()
+                DFA::builder()
                     .match_kind(MatchKind::Standard)
-                    .kind(Some(AhoCorasickKind::DFA))
                     .build(&patterns)
                     .map_err(|e| e.to_string())?,
             )
@@ -441,16 +464,31 @@ impl Prefilter {
     /// [`fold_into`].
     pub fn candidates(&self, folded: &str) -> Candidates<'_> {
         let mut bits = self.always.clone();
-        if let Some(ac) = &self.automaton {
+        if let Some(dfa) = &self.automaton {
             SCRATCH.with(|scratch| {
                 let scratch = &mut *scratch.borrow_mut();
                 let generation = scratch.next_generation(self.clause_targets.len());
-                for m in ac.find_overlapping_iter(folded) {
-                    for &c in &self.atom_clauses[m.pattern().as_usize()] {
-                        let stamp = &mut scratch.clause_stamp[c as usize];
-                        if *stamp != generation {
-                            *stamp = generation;
-                            scratch.hits.push(c);
+                // Every occurrence of every atom, overlapping: a standard
+                // Aho-Corasick automaton's state after a byte holds all the
+                // atoms ending there. Walking it directly costs a table
+                // lookup per byte (the overlapping-match iterator costs a
+                // call per match, and user agents hold dozens of atoms).
+                let Ok(mut sid) = dfa.start_state(Anchored::No) else {
+                    return;
+                };
+                for &byte in folded.as_bytes() {
+                    sid = dfa.next_state(Anchored::No, sid, byte);
+                    if !dfa.is_special(sid) || !dfa.is_match(sid) {
+                        continue;
+                    }
+                    for i in 0..dfa.match_len(sid) {
+                        let atom = dfa.match_pattern(sid, i).as_usize();
+                        for &c in &self.atom_clauses[atom] {
+                            let stamp = &mut scratch.clause_stamp[c as usize];
+                            if *stamp != generation {
+                                *stamp = generation;
+                                scratch.hits.push(c);
+                            }
                         }
                     }
                 }
