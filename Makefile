@@ -28,6 +28,7 @@ lint: ## ruff, mypy --strict, cargo fmt --check, clippy
 	$(VENV)/ruff check python tests benches
 	$(VENV)/ruff format --check python tests benches
 	$(VENV)/mypy
+	$(VENV)/python -m mypy.stubtest eventbunker._native
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --features python -- -D warnings
