@@ -17,8 +17,6 @@ import math
 import os
 import random
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +34,7 @@ import psycopg
 from eventbunker.admin.projects import create_key, create_project
 from eventbunker.cluster import ManagedCluster
 from eventbunker.storage.migrate import migrate
+from processes import free_port, stop, wait_until_up
 
 DAYS = 35
 CHUNK_ROWS = 100_000
@@ -194,12 +193,6 @@ def load(conninfo: str, total: int) -> tuple[int, str, str]:
     return project_id, query_key, str(size[0] if size else "?")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_server(
     conninfo: str, workers: int, log_path: Path
 ) -> tuple[subprocess.Popen[bytes], str]:
@@ -213,27 +206,8 @@ def start_server(
         start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited:\n{log_path.read_text(errors='replace')}")
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("server did not start")
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    wait_until_up(url + "/healthz", process)
+    return process, url
 
 
 QUERIES: list[tuple[str, dict[str, Any]]] = [
@@ -338,7 +312,7 @@ def main() -> None:
             try:
                 time_queries(url, key, args.runs)
             finally:
-                stop_server(process)
+                stop(process)
     finally:
         cluster.stop()
         if temporary:

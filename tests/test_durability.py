@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from faults import Load, Target, outcome, wait_until_stored
 
 from conftest import Server, start_server, stop_server
 from eventbunker import _native
@@ -25,6 +24,7 @@ from eventbunker.cluster import ManagedCluster
 from eventbunker.ingest.drainer import read_batch
 from eventbunker.ingest.spool import Position, encode_record, segment_path
 from eventbunker.storage.migrate import migrate
+from faults import Load, Target, outcome, wait_until_stored
 
 
 @pytest.fixture(scope="module")
