@@ -149,10 +149,13 @@ impl<K, V> std::fmt::Debug for ClockCache<K, V> {
 impl<K, V: Clone> ClockCache<K, V> {
     /// A cache of at most `capacity` entries (0: nothing is cached).
     pub fn new(capacity: usize) -> Self {
-        let shards = (0..SHARDS)
+        // Fewer shards than SHARDS for a small cache: a shard of capacity 0
+        // would silently cache nothing for the keys that hash to it.
+        let count = capacity.clamp(1, SHARDS);
+        let shards = (0..count)
             .map(|i| {
                 Mutex::new(Shard::new(
-                    capacity / SHARDS + usize::from(i < capacity % SHARDS),
+                    capacity / count + usize::from(i < capacity % count),
                 ))
             })
             .collect();
@@ -166,7 +169,7 @@ impl<K, V: Clone> ClockCache<K, V> {
     fn shard(&self, hash: u64) -> MutexGuard<'_, Shard<K, V>> {
         // The shard's map uses the low bits (bucket) and the top 7 (tag):
         // pick the shard from bits in between.
-        self.shards[(hash >> 32) as usize % SHARDS]
+        self.shards[(hash >> 32) as usize % self.shards.len()]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -283,6 +286,23 @@ mod tests {
         assert_eq!((s.entries, s.hits, s.misses), (1, 2, 1));
         cache.clear();
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn every_shard_of_a_small_cache_has_room() {
+        for capacity in 1..=2 * SHARDS {
+            let cache: ClockCache<u64, u64> = ClockCache::new(capacity);
+            for k in 0..100u64 {
+                cache.get_or_insert_with(&k, |&k| k);
+                // Just inserted: a hit, whichever shard the key hashes to.
+                assert_eq!(
+                    cache.get_or_insert_with(&k, |_| u64::MAX),
+                    k,
+                    "capacity {capacity}"
+                );
+            }
+            assert!(cache.len() <= capacity);
+        }
     }
 
     #[test]
