@@ -1,10 +1,11 @@
 //! Deterministic profile of the uncached user-agent parse.
 //!
-//! `cargo run --release --example user_agent_profile [DIR] [PASSES]`
+//! `cargo run --release --example user_agent_profile [DIR] [PASSES] [STRIDE]`
 //!
 //! Compiles every regex, then parses each distinct user agent of uap-core's
 //! `test_ua.yaml` and `test_device.yaml` (DIR, default
 //! `../shared/testdata/uap-core` beside the crate) PASSES times (default 1),
+//! every STRIDE-th one only (default 1: all),
 //! i.e. every user agent is new to the regexes' lazy DFAs on the first
 //! pass. Meant to run under `valgrind --tool=callgrind`.
 
@@ -37,10 +38,12 @@ fn main() {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/uap-core")
     });
     let passes: usize = args.next().map_or(1, |p| p.parse().expect("PASSES"));
+    let stride: usize = args.next().map_or(1, |s| s.parse().expect("STRIDE"));
     let mut uas = load(&dir, "test_ua.yaml");
     uas.extend(load(&dir, "test_device.yaml"));
     uas.sort();
     uas.dedup();
+    let uas: Vec<String> = uas.into_iter().step_by(stride.max(1)).collect();
 
     let parser = UserAgentParser::new();
     let n = parser.compile_all().expect("all regexes compile");

@@ -573,6 +573,34 @@ mod tests {
         assert!(checked > 0);
     }
 
+    /// Rules with a relaxed form give the exact form's result on whole
+    /// user agents too (a short enough relaxed match is taken as is).
+    #[test]
+    fn relaxed_matches_give_exact_results() {
+        let p = UserAgentParser::global();
+        let uas = corpus_sample(50);
+        let mut matched = 0;
+        for (l, list) in p.lists.iter().enumerate() {
+            for (r, rule) in list.iter().enumerate() {
+                if rule.patterns().1.is_none() {
+                    continue;
+                }
+                for ua in &uas {
+                    let exact = rule.apply_exact(ua);
+                    matched += usize::from(exact.is_some());
+                    assert_eq!(
+                        rule.apply(ua),
+                        exact,
+                        "{}[{r}] {:?} on {ua:?}",
+                        KINDS[l].key(),
+                        rule.patterns()
+                    );
+                }
+            }
+        }
+        assert!(matched > 0);
+    }
+
     #[test]
     fn overlong_user_agents_are_cut() {
         let p = UserAgentParser::global();

@@ -93,7 +93,7 @@ enum Slot {
 #[derive(Clone, Copy)]
 struct Groups<'l, 'h> {
     locations: Option<&'l CaptureLocations>,
-    haystack: &'h [u8],
+    haystack: &'h str,
 }
 
 impl<'h> Groups<'_, 'h> {
@@ -103,8 +103,17 @@ impl<'h> Groups<'_, 'h> {
         self.locations
             .and_then(|l| l.get(i))
             .map_or(Cow::Borrowed(""), |(start, end)| {
-                String::from_utf8_lossy(&self.haystack[start..end])
+                // Checking the two ends is enough: the haystack is UTF-8.
+                self.haystack.get(start..end).map_or_else(
+                    || String::from_utf8_lossy(&self.haystack.as_bytes()[start..end]),
+                    Cow::Borrowed,
+                )
             })
+    }
+
+    /// Where the whole match is, if known.
+    fn span(self) -> Option<(usize, usize)> {
+        self.locations.and_then(|l| l.get(0))
     }
 
     /// Group `i`, absent if empty or unmatched.
@@ -189,14 +198,14 @@ thread_local! {
 
 impl Compiled {
     /// Searches `haystack` and, on a match, calls `f` with its groups.
-    fn captures<T>(&self, haystack: &[u8], f: impl FnOnce(Groups<'_, '_>) -> T) -> Option<T> {
+    fn captures<T>(&self, haystack: &str, f: impl FnOnce(Groups<'_, '_>) -> T) -> Option<T> {
         LOCATIONS.with(|all| {
             let mut all = all.borrow_mut();
             if all.len() <= self.id {
                 all.resize_with(self.id + 1, || None);
             }
             let locations = all[self.id].get_or_insert_with(|| self.regex.capture_locations());
-            self.regex.captures_read(locations, haystack)?;
+            self.regex.captures_read(locations, haystack.as_bytes())?;
             Some(f(Groups {
                 locations: Some(locations),
                 haystack,
@@ -297,16 +306,36 @@ impl Rule {
     /// the size limits, which the tests rule out for the shipped file) never
     /// matches.
     pub fn apply(&self, ua: &str) -> Option<Resolved> {
-        let ua = ua.as_bytes();
         let regex = match self.relaxed.as_ref().and_then(LazyRegex::get) {
             Some(relaxed) if ua.len() <= self.relaxed_is_exact_up_to => relaxed,
-            Some(relaxed) if !relaxed.regex.is_match(ua) => return None,
+            // A relaxed match of at most `relaxed_is_exact_up_to` bytes is
+            // the exact form's match, groups included: the exact form has
+            // no match starting earlier (it matches a subset at each
+            // start), and no repetition inside the span can exceed a
+            // removed bound, so the relaxed form's preferred path is also
+            // the exact form's, with the same higher-priority paths
+            // failing before it. Only a longer match needs the exact form
+            // (the large automaton, and its capture pass, are then rarely
+            // run).
+            Some(relaxed) if self.needs_captures => {
+                let exact_up_to = self.relaxed_is_exact_up_to;
+                match relaxed.captures(ua, |groups| {
+                    groups
+                        .span()
+                        .filter(|&(start, end)| end - start <= exact_up_to)
+                        .map(|_| self.resolve(groups))
+                })? {
+                    Some(resolved) => return Some(resolved),
+                    None => self.exact.get()?,
+                }
+            }
+            Some(relaxed) if !relaxed.regex.is_match(ua.as_bytes()) => return None,
             _ => self.exact.get()?,
         };
         if self.needs_captures {
             regex.captures(ua, |groups| self.resolve(groups))
         } else {
-            regex.regex.is_match(ua).then(|| {
+            regex.regex.is_match(ua.as_bytes()).then(|| {
                 self.resolve(Groups {
                     locations: None,
                     haystack: ua,
@@ -334,6 +363,14 @@ impl Rule {
                 .map(|c| c.iter().map(|m| m.map(|m| m.range())).collect::<Vec<_>>())
         };
         spans(relaxed) == spans(exact)
+    }
+
+    /// For tests: what [`Rule::apply`] gives with the exact form only.
+    #[cfg(test)]
+    pub fn apply_exact(&self, ua: &str) -> Option<Resolved> {
+        self.exact
+            .get()?
+            .captures(ua, |groups| self.resolve(groups))
     }
 
     /// The patterns as compiled: exact, and relaxed if any.

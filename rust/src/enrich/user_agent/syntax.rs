@@ -36,9 +36,10 @@
 //! forms behave identically (each repetition consumes at least one byte, so
 //! no bound can be exceeded; an automaton for `x{0,N}` is `x*` cut after N
 //! steps), captures included. So: user agents up to N bytes run the relaxed
-//! form only; longer ones run it as a pre-check, then the exact form.
-//! Results are always those of the exact form, and the large exact
-//! automata are rarely built.
+//! form only; longer ones run it first, and a match of at most N bytes is
+//! taken as is (it is the exact form's, see `Rule::apply`); otherwise the
+//! exact form decides. Results are always those of the exact form, and the
+//! large exact automata are rarely built.
 
 use regex_syntax::ast::{
     self, Assertion, AssertionKind, Ast, ClassAscii, ClassAsciiKind, ClassBracketed, ClassPerl,
