@@ -1,5 +1,6 @@
 """Ingest: the data path of ``POST /v1/events``.
 
 endpoint (HTTP) -> auth (key cache) -> eventbunker._native (parse, validate,
-encode) -> batcher (group commit) -> writer (COPY into TimescaleDB).
+enrich, encode) -> spool (group fsync; the 202) -> drainer -> writer (COPY
+into TimescaleDB, exactly once).
 """

@@ -3,7 +3,7 @@
 This is the hot path, so it skips Litestar's request parsing and DI (about
 half the cost of a regular handler on these machines) and does only: read
 the key and the body, authenticate, hand the bytes to Rust, wait for the
-group commit, answer. Browsers may call it cross-origin with a write key.
+spool's fsync, answer. Browsers may call it cross-origin with a write key.
 """
 
 from __future__ import annotations

@@ -30,9 +30,12 @@ LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0
 _HELP = {
     "eventbunker_events_accepted_total": ("counter", "Events acknowledged (stored) by ingest."),
     "eventbunker_requests_rejected_total": ("counter", "Ingest requests refused, by reason."),
-    "eventbunker_flush_batch_events": ("histogram", "Events per group-commit flush."),
-    "eventbunker_flush_seconds": ("histogram", "Duration of a group-commit flush (COPY+commit)."),
-    "eventbunker_flush_failures_total": ("counter", "Group-commit flushes that failed."),
+    "eventbunker_flush_batch_events": ("histogram", "Events stored per drainer batch (one COPY)."),
+    "eventbunker_flush_seconds": ("histogram", "Duration of a drainer batch (COPY + commit)."),
+    "eventbunker_flush_failures_total": (
+        "counter",
+        "Drainer batches that failed.",
+    ),
     "eventbunker_spool_pending_bytes": ("gauge", "Request bytes waiting for the spool's fsync."),
     "eventbunker_spool_backlog_bytes": ("gauge", "Spooled bytes not yet copied into TimescaleDB."),
     "eventbunker_database_up": ("gauge", "1 when the last write to TimescaleDB succeeded."),
