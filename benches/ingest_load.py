@@ -27,7 +27,7 @@ import psycopg
 from eventbunker.admin.projects import create_project
 from eventbunker.cluster import ManagedCluster
 from eventbunker.storage.migrate import migrate
-from processes import free_port, stop, wait_until_up
+from processes import free_port, serve_command, stop, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -178,22 +178,8 @@ def measure(
         ]
         cwd = ROOT / "benches"
     else:
-        command = [
-            sys.executable,
-            "-m",
-            "eventbunker",
-            "serve",
-            "--database-url",
-            conninfo,
-            "--port",
-            str(port),
-            "--workers",
-            str(args.workers),
-            "--spool-dir",
-            str(tmp / "spool"),
-        ]
-        if args.geoip_db.exists():
-            command += ["--geoip-db", str(args.geoip_db)]
+        geoip = args.geoip_db if args.geoip_db.exists() else None
+        command = serve_command(conninfo, port, args.workers, tmp / "spool", geoip)
         cwd = ROOT
     log = (tmp / f"{name}-{port}.log").open("wb")
     process = subprocess.Popen(

@@ -6,7 +6,9 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -17,6 +19,29 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def serve_command(
+    conninfo: str, port: int, workers: int, spool_dir: Path, geoip_db: Path | None
+) -> list[str]:
+    """``eventbunker serve`` on loopback ``port`` against ``conninfo``."""
+    command = [
+        sys.executable,
+        "-m",
+        "eventbunker",
+        "serve",
+        "--database-url",
+        conninfo,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--spool-dir",
+        str(spool_dir),
+    ]
+    if geoip_db is not None:
+        command += ["--geoip-db", str(geoip_db)]
+    return command
 
 
 def wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:

@@ -63,10 +63,16 @@ class Server:
 
 
 def start_server(
-    database_url: str, log_dir: Path, *extra_args: str, env: dict[str, str] | None = None
+    database_url: str,
+    log_dir: Path,
+    *extra_args: str,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Server:
-    port = free_port()
-    log_path = log_dir / f"server-{port}.log"
+    """``eventbunker serve`` on loopback, on a free port unless ``port`` is
+    given (a restarted server keeps its address)."""
+    port = port or free_port()
+    log_path = log_dir / f"server-{port}-{time.monotonic_ns()}.log"
     process = subprocess.Popen(
         [
             sys.executable,

@@ -81,6 +81,37 @@ class Load:
                     time.sleep(float(response.headers.get("retry-after", "1")) / 10)
 
 
+class ConnectionCutter:
+    """A thread that terminates the server's database connections of one
+    ``application_name`` every ``interval_s``, whatever they are doing."""
+
+    def __init__(self, conninfo: str, application_name: str, interval_s: float) -> None:
+        self.cuts = 0
+        self._conninfo = conninfo
+        self._application_name = application_name
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        with psycopg.connect(self._conninfo, autocommit=True) as conn:
+            while not self._stop.is_set():
+                rows = conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = %s",
+                    (self._application_name,),
+                ).fetchall()
+                self.cuts += sum(1 for (ok,) in rows if ok)
+                time.sleep(self._interval_s)
+
+
 @dataclass
 class Outcome:
     acknowledged: int

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from eventbunker.cluster import ManagedCluster
 from eventbunker.ingest.drainer import read_batch
 from eventbunker.ingest.spool import Position, encode_record, segment_path
 from eventbunker.storage.migrate import migrate
-from faults import Load, Target, outcome, wait_until_stored
+from faults import ConnectionCutter, Load, Target, outcome, wait_until_stored
 
 
 @pytest.fixture(scope="module")
@@ -152,43 +151,28 @@ def test_connections_cut_during_copy_and_commit(
     server = start_server(cluster.conninfo, tmp_path, "--workers", "2")
     target.url = server.url
     load = Load(target, project["keys"]["write"], batch=50, threads=4)
-    terminated = 0
-    stop = threading.Event()
-
-    def cut_connections() -> None:
-        nonlocal terminated
-        with psycopg.connect(cluster.conninfo, autocommit=True) as conn:
-            while not stop.is_set():
-                # The drainers' connections, whatever they are doing (COPY, COMMIT).
-                rows = conn.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE application_name = 'eventbunker-drainer'"
-                ).fetchall()
-                terminated += sum(1 for (ok,) in rows if ok)
-                time.sleep(0.03)
-
-    cutter = threading.Thread(target=cut_connections, daemon=True)
+    # The drainers' connections, whatever they are doing (COPY, COMMIT).
+    cutter = ConnectionCutter(cluster.conninfo, "eventbunker-drainer", interval_s=0.03)
     try:
         load.start()
         cutter.start()
         # At least 10 s and 10 cuts (a loaded machine drains less often).
         started = time.monotonic()
         while time.monotonic() - started < 40 and (
-            time.monotonic() - started < 10 or terminated < CUTS
+            time.monotonic() - started < 10 or cutter.cuts < CUTS
         ):
             time.sleep(0.5)
     finally:
-        stop.set()
-        cutter.join()
+        cutter.stop()
         load.stop()
     drain_s = wait_until_stored(fdb, project["id"], load.acked, timeout_s=30)
     stop_server(server)
     result = outcome(fdb, project["id"], load.acked)
     report(
         "pg_terminate_backend",
-        f"{terminated} connections cut; {result.line()}; drained {drain_s:.1f}s",
+        f"{cutter.cuts} connections cut; {result.line()}; drained {drain_s:.1f}s",
     )
-    assert terminated >= CUTS
+    assert cutter.cuts >= CUTS
     assert result.acknowledged > 0
     assert result.lost == 0
     assert result.duplicated == 0

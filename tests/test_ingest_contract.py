@@ -382,6 +382,8 @@ def test_openapi_describes_every_endpoint(client) -> None:
     validate(schema)  # a valid OpenAPI document, raw routes included
     for path in (
         "/v1/events",
+        "/v1/events/import",
+        "/v1/events/import/{import_id}",
         "/v1/query",
         "/v1/delete",
         "/v1/projects",

@@ -9,7 +9,16 @@ The ingest hot path: a request body in, rows for
 import os
 from typing import final
 
-__all__ = ["EVENT_COLUMNS", "Enricher", "IngestError", "Limits", "Prepared", "prepare_events"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "Enricher",
+    "IngestError",
+    "Limits",
+    "Prepared",
+    "PreparedLines",
+    "prepare_events",
+    "prepare_lines",
+]
 
 EVENT_COLUMNS: tuple[str, ...]
 """Column order of ``Prepared.rows``."""
@@ -153,4 +162,56 @@ def prepare_events(
 
     Raises ``IngestError`` for anything the client must fix; a batch is all
     or nothing.
+    """
+
+@final
+class PreparedLines:
+    """One chunk of an import: rows of the valid lines, and the rejected ones."""
+
+    @property
+    def rows(self) -> bytes:
+        """COPY text rows of the valid lines, ``\\n``-terminated, in order."""
+    @property
+    def count(self) -> int:
+        """Valid lines (rows)."""
+    @property
+    def event_ids(self) -> list[str | None]:
+        """Each row's ``event_id`` (None when it has none), in order."""
+    @property
+    def lines(self) -> int:
+        """Lines in the chunk, blank ones included."""
+    @property
+    def rejected(self) -> int:
+        """Invalid lines."""
+    @property
+    def errors(self) -> list[dict[str, object]]:
+        """The first problems: ``{"line", "code", "field", "message"}``; ``line``
+        is the import's line number, ``code`` one of ``IngestError``'s."""
+    @property
+    def problems(self) -> int:
+        """Problems found, including those past ``max_errors``."""
+    @property
+    def rejected_by_code(self) -> dict[str, int]:
+        """Invalid lines by the code of their first problem (codes with none left out)."""
+
+def prepare_lines(
+    chunk: bytes,
+    *,
+    first_line: int,
+    project_id: int,
+    customer_identifier: str | None,
+    received_at_us: int,
+    limits: Limits,
+    enricher: Enricher | None = None,
+    max_errors: int = 100,
+) -> PreparedLines:
+    """Parse, validate, enrich and encode a chunk of NDJSON lines of an import.
+
+    Lines end with ``\\n`` (a ``\\r`` before it is dropped); the chunk's last
+    line may lack one. Blank lines are skipped but numbered; ``first_line`` is
+    the import's number of the chunk's first line. Each line stands alone: an
+    invalid one is counted and reported, the others are kept. A line longer
+    than ``limits.max_body_bytes`` is refused as ``body_too_large``. No request
+    address or header applies: imported events carry their own ``ip``,
+    ``user_agent`` and ``referrer``. The GIL is released while it works.
     """

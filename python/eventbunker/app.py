@@ -19,6 +19,7 @@ from litestar.openapi import OpenAPIConfig
 
 from eventbunker.admin.api import admin_handlers
 from eventbunker.admin.store import AdminStore
+from eventbunker.bulk.endpoint import ImportEndpoint
 from eventbunker.config import Settings
 from eventbunker.errors import error_document
 from eventbunker.ingest.auth import KeyCache
@@ -49,6 +50,9 @@ def create_app(settings: Settings | None = None) -> IngestFirst:
     metrics = Metrics(settings.runtime_dir if str(settings.runtime_dir) not in ("", ".") else None)
     keys = KeyCache(conninfo, refresh_interval_s=settings.auth_refresh_ms / 1000)
     ingest = IngestPipeline(settings, keys, metrics)
+    imports = ImportEndpoint(
+        keys, conninfo, ingest.limits, ingest.enricher, metrics, shard=ingest.shard
+    )
     query_api = QueryApi(keys, conninfo, settings)
     admin_store = AdminStore(conninfo)  # admin API and web app
 
@@ -105,24 +109,29 @@ def create_app(settings: Settings | None = None) -> IngestFirst:
         openapi_config=OpenAPIConfig(title="EventBunker", version="0.1.0", path="/schema"),
         logging_config=None,
     )
-    return IngestFirst(app, ingest.endpoint)
+    return IngestFirst(app, ingest.endpoint, imports)
 
 
 class IngestFirst:
-    """Hands ``/v1/events`` straight to the ingest endpoint, everything else to Litestar.
+    """Hands ``/v1/events`` straight to the ingest endpoint, the import routes
+    to the import endpoint, everything else to Litestar.
 
     Litestar's routing and exception middleware cost more than the whole
-    ingest endpoint on a single-event POST; the hot path skips them
-    (ops/openapi.py describes the route in the schema).
+    ingest endpoint on a single-event POST, and an import's body must be
+    streamed rather than read whole; both skip the framework
+    (ops/openapi.py describes the routes in the schema).
     """
 
-    def __init__(self, app: Litestar, ingest: IngestEndpoint) -> None:
+    def __init__(self, app: Litestar, ingest: IngestEndpoint, imports: ImportEndpoint) -> None:
         self.app = app
         self._ingest = ingest
+        self._imports = imports
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == INGEST_PATH:
             await self._ingest(scope, receive, send)
+        elif scope["type"] == "http" and self._imports.serves(scope["path"]):
+            await self._imports(scope, receive, send)
         else:
             await self.app(scope, receive, send)  # type: ignore[arg-type]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,15 @@ import psycopg
 from eventbunker.admin.accounts import create_account, create_admin_key, revoke_admin_key
 from eventbunker.admin.keys import KEY_KINDS
 from eventbunker.admin.projects import AdminError, create_key, create_project, revoke_key
+from eventbunker.bulk.client import (
+    DEFAULT_URL,
+    DirectTransport,
+    Fatal,
+    HttpTransport,
+    Transport,
+    import_file,
+)
+from eventbunker.bulk.sources import FORMATS
 from eventbunker.config import Settings
 from eventbunker.database import open_database
 
@@ -112,7 +122,61 @@ def build_parser() -> argparse.ArgumentParser:
     key_revoke = key.add_parser("revoke", help="revoke a key")
     key_revoke.add_argument("key_id", type=int)
     _database_flags(key_revoke)
+    _import_parser(commands)
     return parser
+
+
+def _import_parser(commands: Any) -> None:
+    bulk = commands.add_parser(
+        "import",
+        help="bulk-import events from a file, resumable (JSON summary on stdout)",
+        description="Send an NDJSON/JSON Lines file or a JSON array of events (plain or"
+        " gzip) to a server's bulk import, or write it to the database directly. Rerun"
+        " the same command after a failure or Ctrl-C: it resumes without duplicates.",
+    )
+    bulk.add_argument("file", help=".ndjson, .jsonl or .json array, maybe gzipped; - for stdin")
+    target = bulk.add_mutually_exclusive_group()
+    target.add_argument("--url", help=f"server URL (env EVENTBUNKER_URL; default {DEFAULT_URL})")
+    target.add_argument(
+        "--database-url", help="write to this database directly instead of over HTTP"
+    )
+    target.add_argument(
+        "--data-dir", type=Path, help="write directly to the managed cluster in this directory"
+    )
+    bulk.add_argument("--key", help="write key (env EVENTBUNKER_KEY)")
+    bulk.add_argument(
+        "--import-id",
+        help="name under which progress is kept (default: from the file's name, size,"
+        " first and last 64 KiB; stdin: random)",
+    )
+    bulk.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="auto: a JSON array if the data starts with '[', else NDJSON",
+    )
+    bulk.add_argument("--gzip", action="store_true", help="compress the upload (level 1)")
+    bulk.add_argument(
+        "--retries",
+        type=int,
+        default=10,
+        help="failed attempts in a row, without progress, before giving up (default 10)",
+    )
+    bulk.add_argument(
+        "--timeout", type=float, default=120.0, help="network timeout in seconds (default 120)"
+    )
+    bulk.add_argument(
+        "--progress-interval",
+        type=float,
+        default=5.0,
+        help="seconds between progress lines when stderr is not a terminal (default 5)",
+    )
+    bulk.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    bulk.add_argument(
+        "--fail-on-rejected",
+        action="store_true",
+        help="exit with status 3 when lines were rejected",
+    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -151,6 +215,37 @@ def _admin(args: argparse.Namespace, action: Callable[[psycopg.Connection[Any]],
     return 0
 
 
+def _import(args: argparse.Namespace) -> int:
+    key = args.key or os.environ.get("EVENTBUNKER_KEY")
+    if not key:
+        sys.stderr.write("eventbunker import: a write key is needed: --key or EVENTBUNKER_KEY\n")
+        return 2
+
+    def run(transport: Transport) -> int:
+        return import_file(
+            transport,
+            args.file,
+            fmt=args.format,
+            import_id=args.import_id,
+            retries=args.retries,
+            quiet=args.quiet,
+            progress_interval_s=args.progress_interval,
+            fail_on_rejected=args.fail_on_rejected,
+        )
+
+    if args.database_url or args.data_dir:
+        settings = _settings(args)
+        with open_database(settings) as conninfo:
+            return run(DirectTransport(conninfo, key, settings))
+    url = args.url or os.environ.get("EVENTBUNKER_URL") or DEFAULT_URL
+    try:
+        transport = HttpTransport(url, key, gzip=args.gzip, timeout=args.timeout)
+    except Fatal as exc:
+        sys.stderr.write(f"eventbunker import: {exc}\n")
+        return 2
+    return run(transport)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -161,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
 
         serve(_settings(args), quickstart=args.quickstart)
         return 0
+    if args.command == "import":
+        return _import(args)
     if args.command == "project":
         return _admin(args, lambda conn: create_project(conn, args.name, args.account))
     if args.command == "account":

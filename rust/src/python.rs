@@ -289,6 +289,15 @@ impl PyPrepared {
     }
 }
 
+/// The given enricher, or the shared default one (no GeoIP, no proxies).
+fn enricher_or_default<'a>(enricher: &'a Option<Bound<'_, PyEnricher>>) -> &'a Enricher {
+    // A frozen pyclass is shared immutably: usable without the GIL.
+    match enricher {
+        Some(e) => &e.get().inner,
+        None => Enricher::shared_default(),
+    }
+}
+
 fn lossy<'a>(s: &'a Option<Bound<'_, PyString>>) -> Option<Cow<'a, str>> {
     // Lossy: a str holding lone surrogates must not fail the request.
     s.as_ref().map(|s| s.to_string_lossy())
@@ -325,12 +334,7 @@ fn prepare_events(
     forwarded_for: Option<Bound<'_, PyString>>,
     enricher: Option<Bound<'_, PyEnricher>>,
 ) -> PyResult<PyPrepared> {
-    if !timestamp::in_range(received_at_us) {
-        return Err(PyValueError::new_err(format!(
-            "received_at_us must be between 0 and {} (1970-01-01..9999-12-31), got {received_at_us}",
-            timestamp::MAX_US
-        )));
-    }
+    check_received_at(received_at_us)?;
     let customer_identifier = lossy(&customer_identifier);
     let peer_ip = lossy(&peer_ip);
     let user_agent = lossy(&user_agent);
@@ -347,11 +351,7 @@ fn prepare_events(
         referer: referer.as_deref(),
     };
     let limits = limits.inner;
-    // A frozen pyclass is shared immutably: usable without the GIL.
-    let enricher = match &enricher {
-        Some(e) => &e.get().inner,
-        None => Enricher::shared_default(),
-    };
+    let enricher = enricher_or_default(&enricher);
     let result = py.allow_threads(|| ingest::prepare_events(body, &request, &limits, enricher));
     match result {
         Ok(p) => Ok(PyPrepared {
@@ -363,6 +363,119 @@ fn prepare_events(
     }
 }
 
+/// Valid lines of one import chunk as COPY rows, and the rejected ones.
+#[pyclass(frozen, module = "eventbunker._native", name = "PreparedLines")]
+pub struct PyPreparedLines {
+    #[pyo3(get)]
+    rows: Py<PyBytes>,
+    #[pyo3(get)]
+    count: usize,
+    #[pyo3(get)]
+    event_ids: Py<PyList>,
+    #[pyo3(get)]
+    lines: u64,
+    #[pyo3(get)]
+    rejected: u64,
+    /// `{"line", "code", "field", "message"}` dicts, the first `max_errors`.
+    #[pyo3(get)]
+    errors: Py<PyList>,
+    #[pyo3(get)]
+    problems: u64,
+    /// Invalid lines by the code of their first problem (codes with none left out).
+    #[pyo3(get)]
+    rejected_by_code: Py<PyDict>,
+}
+
+#[pymethods]
+impl PyPreparedLines {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "PreparedLines(lines={}, count={}, rejected={}, rows=<{} bytes>)",
+            self.lines,
+            self.count,
+            self.rejected,
+            self.rows.bind(py).as_bytes().len()
+        )
+    }
+}
+
+/// Parse, validate, enrich and encode a chunk of NDJSON lines of an import;
+/// each line stands alone (see `ingest::lines`).
+#[pyfunction]
+#[pyo3(signature = (
+    chunk,
+    *,
+    first_line,
+    project_id,
+    customer_identifier,
+    received_at_us,
+    limits,
+    enricher = None,
+    // Literal (= ingest::lines::MAX_ERRORS) so that it shows in the Python signature.
+    max_errors = 100,
+))]
+#[allow(clippy::too_many_arguments)]
+fn prepare_lines(
+    py: Python<'_>,
+    chunk: &[u8],
+    first_line: u64,
+    project_id: i64,
+    customer_identifier: Option<Bound<'_, PyString>>,
+    received_at_us: i64,
+    limits: PyRef<'_, PyLimits>,
+    enricher: Option<Bound<'_, PyEnricher>>,
+    max_errors: usize,
+) -> PyResult<PyPreparedLines> {
+    check_received_at(received_at_us)?;
+    let customer_identifier = lossy(&customer_identifier);
+    let request = Request {
+        project_id,
+        customer_identifier: customer_identifier.as_deref(),
+        received_at_us,
+        ..Request::default()
+    };
+    let limits = limits.inner;
+    let enricher = enricher_or_default(&enricher);
+    let p = py.allow_threads(|| {
+        ingest::lines::prepare_lines(chunk, first_line, &request, &limits, enricher, max_errors)
+    });
+    let errors = PyList::empty(py);
+    for e in &p.errors {
+        let item = PyDict::new(py);
+        item.set_item("line", e.line)?;
+        item.set_item("code", e.code.as_str())?;
+        item.set_item("field", e.field.as_deref())?;
+        item.set_item("message", &e.message)?;
+        errors.append(item)?;
+    }
+    let rejected_by_code = PyDict::new(py);
+    for (code, n) in ingest::ErrorCode::ALL.iter().zip(p.rejected_by_code) {
+        if n > 0 {
+            rejected_by_code.set_item(code.as_str(), n)?;
+        }
+    }
+    Ok(PyPreparedLines {
+        rejected_by_code: rejected_by_code.unbind(),
+        rows: PyBytes::new(py, &p.rows).unbind(),
+        count: p.count,
+        event_ids: PyList::new(py, p.event_ids)?.unbind(),
+        lines: p.lines,
+        rejected: p.rejected,
+        errors: errors.unbind(),
+        problems: p.problems,
+    })
+}
+
+fn check_received_at(received_at_us: i64) -> PyResult<()> {
+    if timestamp::in_range(received_at_us) {
+        return Ok(());
+    }
+    Err(PyValueError::new_err(format!(
+        "received_at_us must be between 0 and {} (1970-01-01..9999-12-31), got {received_at_us}",
+        timestamp::MAX_US
+    )))
+}
+
 #[pymodule]
 #[pyo3(name = "_native")]
 fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -372,6 +485,8 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyLimits>()?;
     m.add_class::<PyEnricher>()?;
     m.add_class::<PyPrepared>()?;
+    m.add_class::<PyPreparedLines>()?;
     m.add_function(wrap_pyfunction!(prepare_events, m)?)?;
+    m.add_function(wrap_pyfunction!(prepare_lines, m)?)?;
     Ok(())
 }

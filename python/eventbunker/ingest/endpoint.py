@@ -65,36 +65,36 @@ class IngestEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
         if method == "OPTIONS":
-            await _respond(send, 204, b"", PREFLIGHT_HEADERS)
+            await respond(send, 204, b"", PREFLIGHT_HEADERS)
             return
         if method != "POST":
-            await _respond(
+            await respond(
                 send,
                 405,
                 error_body("method_not_allowed", "use POST"),
                 [(b"allow", b"POST, OPTIONS")],
             )
             return
-        headers = _headers(scope)
+        headers = header_map(scope)
         key: ApiKey | None = None
         try:
-            key = await self._keys.require(_secret(headers), "write")
+            key = await self._keys.require(presented_key(headers), "write")
             accepted, duplicates = await self._ingest(key, scope, headers, receive)
         except Refusal as refusal:
             self._metrics.reject(refusal.code)
             if key is not None:
                 self._rejections.add(key.project_id, refusal.code)
             extra = [(b"retry-after", RETRY_AFTER_S)] if refusal.retry_after else []
-            await _respond(send, refusal.status, refusal.body(), extra)
+            await respond(send, refusal.status, refusal.body(), extra)
             return
-        await _respond(send, 202, orjson.dumps({"accepted": accepted, "duplicates": duplicates}))
+        await respond(send, 202, orjson.dumps({"accepted": accepted, "duplicates": duplicates}))
 
     async def _ingest(
         self, key: ApiKey, scope: Scope, headers: dict[bytes, bytes], receive: Receive
     ) -> tuple[int, int]:
         """Make the request's events durable; return (accepted, duplicates)."""
         received_at_us = time.time_ns() // 1000
-        gzip = _content_encoding_is_gzip(headers)
+        gzip = content_encoding_is_gzip(headers)
         media_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
         if media_type not in ACCEPTED_MEDIA_TYPES:
             raise Refusal(415, "unsupported_media_type", "send application/json or text/plain")
@@ -148,7 +148,7 @@ class IngestEndpoint:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _secret(headers: dict[bytes, bytes]) -> str | None:
+def presented_key(headers: dict[bytes, bytes]) -> str | None:
     api_key = headers.get(b"x-api-key")
     authorization = headers.get(b"authorization")
     return presented_secret(
@@ -157,12 +157,12 @@ def _secret(headers: dict[bytes, bytes]) -> str | None:
     )
 
 
-def _headers(scope: Scope) -> dict[bytes, bytes]:
+def header_map(scope: Scope) -> dict[bytes, bytes]:
     # ASGI header names are lower-case already.
     return dict(scope["headers"])
 
 
-def _content_encoding_is_gzip(headers: dict[bytes, bytes]) -> bool:
+def content_encoding_is_gzip(headers: dict[bytes, bytes]) -> bool:
     encoding = headers.get(b"content-encoding", b"").strip().lower()
     if encoding in (b"", b"identity"):
         return False
@@ -183,7 +183,7 @@ def _text(value: bytes | None) -> str | None:
     return value.decode("utf-8", "replace") if value else None
 
 
-async def _respond(
+async def respond(
     send: Send, status: int, body: bytes, extra_headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     headers = [

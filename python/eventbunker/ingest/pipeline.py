@@ -23,6 +23,15 @@ from eventbunker.ops.metrics import Metrics
 COUNTER_SHARDS = 16
 
 
+def limits_of(settings: Settings) -> _native.Limits:
+    return _native.Limits(
+        max_body_bytes=settings.max_body_bytes,
+        max_batch_events=settings.max_batch_events,
+        max_depth=settings.max_json_depth,
+        max_string_bytes=settings.max_string_bytes,
+    )
+
+
 class IngestPipeline:
     def __init__(self, settings: Settings, keys: KeyCache, metrics: Metrics) -> None:
         conninfo = settings.database_url
@@ -45,6 +54,9 @@ class IngestPipeline:
             idempotency_window_s=settings.idempotency_window_hours * 3600,
         )
         self.duplicates = DuplicateCheck(conninfo)
+        self.limits = limits_of(settings)
+        self.enricher = build_enricher(settings)
+        self.shard = shard
         self.rejections = RejectionCounter(conninfo, shard=shard)
         self.endpoint = IngestEndpoint(
             keys,
@@ -52,14 +64,9 @@ class IngestPipeline:
             self.duplicates,
             self.rejections,
             metrics,
-            _native.Limits(
-                max_body_bytes=settings.max_body_bytes,
-                max_batch_events=settings.max_batch_events,
-                max_depth=settings.max_json_depth,
-                max_string_bytes=settings.max_string_bytes,
-            ),
+            self.limits,
             max_body_bytes=settings.max_body_bytes,
-            enricher=build_enricher(settings),
+            enricher=self.enricher,
         )
         metrics.gauges["eventbunker_spool_pending_bytes"] = lambda: self.spool.pending_bytes
         metrics.gauges["eventbunker_spool_backlog_bytes"] = lambda: self.drainer.backlog_bytes

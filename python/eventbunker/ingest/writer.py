@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -80,44 +80,25 @@ class EventWriter:
         self, conn: psycopg.AsyncConnection[Any], records: Sequence[Record]
     ) -> tuple[list[bytes], dict[CounterKey, Written]]:
         """The rows to store and their counters, without already-stored ids."""
-        claimed: set[tuple[int, str]] = set()
-        projects: list[int] = []
-        ids: list[str] = []
-        for record in records:
-            for event_id in record.event_ids or ():
-                if event_id is not None:
-                    projects.append(record.project_id)
-                    ids.append(event_id)
-        if ids:
-            cur = await conn.execute(CLAIM_EVENT_IDS, (projects, ids))
-            claimed = {(int(p), str(i)) for p, i in await cur.fetchall()}
-
+        claimed = await claim_event_ids(
+            conn,
+            (
+                (record.project_id, event_id)
+                for record in records
+                for event_id in record.event_ids or ()
+                if event_id is not None
+            ),
+        )
         now_us = time.time_ns() // 1000
         chunks: list[bytes] = []
         counts: dict[CounterKey, Written] = {}
         for record in records:
-            if record.event_ids is None:
-                chunks.append(record.rows)
-                stored = record.count
-            else:
-                kept = [
-                    row
-                    for row, event_id in zip(
-                        record.rows.split(b"\n")[:-1], record.event_ids, strict=True
-                    )
-                    # An id is stored by its first occurrence only.
-                    if event_id is None or _take(claimed, (record.project_id, event_id))
-                ]
-                stored = len(kept)
-                if kept:
-                    chunks.append(b"\n".join(kept) + b"\n")
+            rows, stored = keep_claimed(
+                record.rows, record.count, record.project_id, record.event_ids, claimed
+            )
             if stored:
-                day = datetime.fromtimestamp(record.received_at_us / 1_000_000, UTC).date()
-                written = counts.setdefault((record.project_id, day), Written())
-                latency_ms = max(0.0, (now_us - record.received_at_us) / 1000)
-                written.events += stored
-                written.latency_ms_sum += latency_ms * stored
-                written.latency_ms_max = max(written.latency_ms_max, latency_ms)
+                chunks.append(rows)
+                count_written(counts, record.project_id, record.received_at_us, stored, now_us)
         return chunks, counts
 
     async def checkpoint(self, spool_id: str) -> Position | None:
@@ -164,6 +145,60 @@ class EventWriter:
         return self._conn
 
 
+async def claim_event_ids(
+    conn: psycopg.AsyncConnection[Any], pairs: Iterable[tuple[int, str]]
+) -> set[tuple[int, str]]:
+    """Claim (project_id, event_id) pairs in the open transaction; the ones
+    returned were new, the others are stored already (retries)."""
+    projects: list[int] = []
+    ids: list[str] = []
+    for project_id, event_id in pairs:
+        projects.append(project_id)
+        ids.append(event_id)
+    if not ids:
+        return set()
+    cur = await conn.execute(CLAIM_EVENT_IDS, (projects, ids))
+    return {(int(p), str(i)) for p, i in await cur.fetchall()}
+
+
+def keep_claimed(
+    rows: bytes,
+    count: int,
+    project_id: int,
+    event_ids: Sequence[str | None] | None,
+    claimed: set[tuple[int, str]],
+) -> tuple[bytes, int]:
+    """``rows`` without those whose id was not claimed; and how many remain.
+
+    An id is stored by its first occurrence only (it leaves ``claimed``).
+    """
+    if event_ids is None or not any(i is not None for i in event_ids):
+        return rows, count
+    kept = [
+        row
+        # COPY text escapes newlines inside values: one row per line.
+        for row, event_id in zip(rows.split(b"\n")[:-1], event_ids, strict=True)
+        if event_id is None or _take(claimed, (project_id, event_id))
+    ]
+    return (b"\n".join(kept) + b"\n" if kept else b""), len(kept)
+
+
+def count_written(
+    counts: dict[CounterKey, Written],
+    project_id: int,
+    received_at_us: int,
+    stored: int,
+    now_us: int,
+) -> None:
+    """Add ``stored`` events received at ``received_at_us`` to their day's counter."""
+    day = datetime.fromtimestamp(received_at_us / 1_000_000, UTC).date()
+    written = counts.setdefault((project_id, day), Written())
+    latency_ms = max(0.0, (now_us - received_at_us) / 1000)
+    written.events += stored
+    written.latency_ms_sum += latency_ms * stored
+    written.latency_ms_max = max(written.latency_ms_max, latency_ms)
+
+
 def _take(claimed: set[tuple[int, str]], key: tuple[int, str]) -> bool:
     if key in claimed:
         claimed.discard(key)
@@ -171,30 +206,37 @@ def _take(claimed: set[tuple[int, str]], key: tuple[int, str]) -> bool:
     return False
 
 
+def add_counters(shard: int, counts: dict[CounterKey, Written]) -> str:
+    """The statement adding ``counts`` to the billed write counters ("" for none).
+
+    Only integers, ISO dates and finite floats we computed are spelled into it.
+    """
+    if not counts:
+        return ""
+    values = ", ".join(
+        f"({project_id}, '{day.isoformat()}', {shard}, {w.events},"
+        f" {w.latency_ms_sum!r}, {w.latency_ms_max!r})"
+        for (project_id, day), w in counts.items()
+    )
+    return (
+        "INSERT INTO write_counters"
+        " (project_id, day, shard, events, latency_ms_sum, latency_ms_max)"
+        f" VALUES {values}"
+        " ON CONFLICT (project_id, day, shard) DO UPDATE SET"
+        " events = write_counters.events + EXCLUDED.events,"
+        " latency_ms_sum = write_counters.latency_ms_sum + EXCLUDED.latency_ms_sum,"
+        " latency_ms_max = greatest(write_counters.latency_ms_max, EXCLUDED.latency_ms_max)"
+    )
+
+
 def _counters_checkpoint_commit(
     shard: int, counts: dict[CounterKey, Written], spool_id: str, position: Position
 ) -> bytes:
-    # One simple query (one round trip). Only integers, ISO dates, finite
-    # floats we computed and the spool id (our own hex name, checked) are
-    # spelled into it.
+    # One simple query (one round trip). Besides the counters, only the spool
+    # id (our own hex name, checked) and integers are spelled into it.
     if not spool_id.replace("-", "").isalnum():
         raise ValueError(f"unexpected spool id {spool_id!r}")
-    statements = []
-    if counts:
-        values = ", ".join(
-            f"({project_id}, '{day.isoformat()}', {shard}, {w.events},"
-            f" {w.latency_ms_sum!r}, {w.latency_ms_max!r})"
-            for (project_id, day), w in counts.items()
-        )
-        statements.append(
-            "INSERT INTO write_counters"
-            " (project_id, day, shard, events, latency_ms_sum, latency_ms_max)"
-            f" VALUES {values}"
-            " ON CONFLICT (project_id, day, shard) DO UPDATE SET"
-            " events = write_counters.events + EXCLUDED.events,"
-            " latency_ms_sum = write_counters.latency_ms_sum + EXCLUDED.latency_ms_sum,"
-            " latency_ms_max = greatest(write_counters.latency_ms_max, EXCLUDED.latency_ms_max)"
-        )
+    statements = [add_counters(shard, counts)] if counts else []
     statements.append(
         'INSERT INTO spool_checkpoints (spool_id, segment, "offset")'
         f" VALUES ('{spool_id}', {position.segment}, {position.offset})"

@@ -15,12 +15,14 @@ import re
 from typing import Any
 
 from litestar import Litestar
+from litestar.enums import ParamType
 from litestar.openapi.spec import (
     Components,
     Example,
     OpenAPIHeader,
     OpenAPIResponse,
     Operation,
+    Parameter,
     PathItem,
     Reference,
     RequestBody,
@@ -168,12 +170,12 @@ def _key_security(app: Litestar, kind: str) -> list[SecurityRequirement]:
     return [{header: []}, {bearer: []}]
 
 
-def _set_operation(app: Litestar, path: str, operation: Operation) -> None:
-    """``operation`` as the one ``POST`` of ``path``, replacing what Litestar generated."""
+def _set_operation(app: Litestar, path: str, operation: Operation, method: str = "post") -> None:
+    """``operation`` as the one ``method`` of ``path``, replacing what Litestar generated."""
     openapi = app.openapi_schema
     paths = dict(openapi.paths or {})
     item = paths.get(path) or PathItem()
-    item.post = operation
+    setattr(item, method, operation)
     paths[path] = item
     openapi.paths = paths
 
@@ -220,6 +222,125 @@ def document_ingest(app: Litestar) -> None:
         },
     )
     _set_operation(app, "/v1/events", operation)
+    _document_import(app)
+
+
+_INTEGER = Schema(type=OpenAPIType.INTEGER)
+IMPORT_PROGRESS_FIELDS: dict[str, Schema | Reference] = {
+    "accepted": Schema(type=OpenAPIType.INTEGER, description="lines stored"),
+    "rejected": Schema(type=OpenAPIType.INTEGER, description="invalid lines (not stored)"),
+    "duplicates": Schema(type=OpenAPIType.INTEGER, description="lines whose event_id was stored"),
+    "skipped": Schema(
+        type=OpenAPIType.INTEGER, description="lines an earlier run of the import committed"
+    ),
+    "lines": Schema(type=OpenAPIType.INTEGER, description="lines of this body, blank ones too"),
+    "errors": Schema(
+        type=OpenAPIType.ARRAY,
+        description="the first problems (at most 100)",
+        items=Schema(
+            type=OpenAPIType.OBJECT,
+            properties={
+                "line": _INTEGER,
+                "field": Schema(type=[OpenAPIType.STRING, OpenAPIType.NULL]),
+                "message": _STRING,
+            },
+        ),
+    ),
+    "import_id": Schema(type=[OpenAPIType.STRING, OpenAPIType.NULL]),
+    "committed_lines": Schema(
+        type=OpenAPIType.INTEGER,
+        description="the import's last committed line: resume from the next one",
+    ),
+}
+
+
+def _document_import(app: Litestar) -> None:
+    ndjson = MediaType(
+        schema=Schema(type=OpenAPIType.STRING, description="one JSON event object per line")
+    )
+    import_id = Schema(type=OpenAPIType.STRING, pattern=r"^[A-Za-z0-9._:-]{1,128}$")
+    outcome = Schema(type=OpenAPIType.OBJECT, properties=IMPORT_PROGRESS_FIELDS)
+    partial = Schema(
+        all_of=[_ref("Error"), outcome],
+        description="the error, and what was committed before it",
+    )
+    operation = Operation(
+        operation_id="ImportEvents",
+        summary="Bulk import NDJSON, streamed; each line stands alone",
+        description=(
+            "For migrations: the body is streamed (any size), optionally gzip. Events keep their"
+            " own timestamps; the request's address and headers are not applied to them."
+            " Invalid lines are counted and reported by line number; the others are stored."
+            " Rows are committed in batches. With X-Import-Id the import can be resumed:"
+            " re-send from any line up to committed_lines + 1 and committed lines are skipped."
+        ),
+        security=_key_security(app, "write"),
+        parameters=[
+            Parameter(
+                name="X-Import-Id",
+                param_in=ParamType.HEADER,
+                schema=import_id,
+                description="names a resumable import",
+            ),
+            Parameter(
+                name="X-Import-First-Line",
+                param_in=ParamType.HEADER,
+                schema=Schema(type=OpenAPIType.INTEGER, minimum=1),
+                description="the import's line number of the body's first line (default 1)",
+            ),
+        ],
+        request_body=RequestBody(
+            required=True,
+            content={"application/x-ndjson": ndjson, "text/plain": ndjson},
+        ),
+        responses={
+            "200": OpenAPIResponse(description="Every line processed", content=_json(outcome)),
+            "400": OpenAPIResponse(
+                description="Invalid headers, corrupt or cut-off gzip", content=_json(partial)
+            ),
+            "401": _error("Missing or unknown key"),
+            "403": _error("Key of another kind, or revoked"),
+            "409": _error("import_gap (send from committed_lines + 1) or import_conflict"),
+            "415": _error("Content type or encoding not accepted"),
+            "503": OpenAPIResponse(
+                description="Storage unavailable: resume from committed_lines + 1",
+                headers=_RETRY_AFTER,
+                content=_json(partial),
+            ),
+        },
+    )
+    _set_operation(app, "/v1/events/import", operation)
+    progress = Operation(
+        operation_id="ImportProgress",
+        summary="How far a named import has committed",
+        security=_key_security(app, "write"),
+        parameters=[
+            Parameter(name="import_id", param_in=ParamType.PATH, required=True, schema=import_id)
+        ],
+        responses={
+            "200": OpenAPIResponse(
+                description="Committed so far",
+                content=_json(
+                    Schema(
+                        type=OpenAPIType.OBJECT,
+                        properties={
+                            "import_id": _STRING,
+                            "committed_lines": _INTEGER,
+                            "accepted": _INTEGER,
+                            "rejected": _INTEGER,
+                            "duplicates": _INTEGER,
+                            "created_at": _TIMESTAMP,
+                            "updated_at": _TIMESTAMP,
+                        },
+                    )
+                ),
+            ),
+            "401": _error("Missing or unknown key"),
+            "403": _error("Key of another kind, or revoked"),
+            "404": _error("No such import in the key's project"),
+        },
+    )
+    _set_operation(app, "/v1/events/import/{import_id}", progress, "get")
 
 
 # --- Query and delete ---------------------------------------------------------

@@ -28,6 +28,7 @@ pub mod error;
 pub mod event;
 pub mod ip;
 pub mod json;
+pub mod lines;
 pub mod timestamp;
 pub mod url_fields;
 
@@ -203,11 +204,7 @@ pub fn prepare_events(
         },
     )
     .map_err(|e| {
-        let code = match e.kind {
-            JsonErrorKind::Syntax => ErrorCode::MalformedJson,
-            JsonErrorKind::TooDeep => ErrorCode::TooDeep,
-            JsonErrorKind::StringTooLong => ErrorCode::StringTooLong,
-        };
+        let code = json_error_code(e.kind);
         let mut message = e.message;
         if !req.gzip && json_bytes.starts_with(b"\x1f\x8b") {
             message.push_str(" (the body looks gzip-compressed: send Content-Encoding: gzip)");
@@ -258,6 +255,14 @@ pub fn prepare_events(
         count,
         event_ids,
     })
+}
+
+pub(crate) fn json_error_code(kind: JsonErrorKind) -> ErrorCode {
+    match kind {
+        JsonErrorKind::Syntax => ErrorCode::MalformedJson,
+        JsonErrorKind::TooDeep => ErrorCode::TooDeep,
+        JsonErrorKind::StringTooLong => ErrorCode::StringTooLong,
+    }
 }
 
 fn invalid_events(problems: event::Problems, count: usize, batch: bool) -> IngestError {

@@ -1,0 +1,152 @@
+"""``POST /v1/events/import`` and ``GET /v1/events/import/{import_id}``, raw ASGI.
+
+Raw because the body is streamed into the import as it arrives (a
+framework handler would read it whole first); the work is in ``job.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import psycopg
+
+from eventbunker import _native
+from eventbunker.bulk.job import ClientGone, ImportFailed, ImportJob, import_progress
+from eventbunker.errors import Refusal, error_document
+from eventbunker.ingest.auth import ApiKey, KeyCache
+from eventbunker.ingest.endpoint import (
+    PREFLIGHT_HEADERS,
+    RETRY_AFTER_S,
+    Receive,
+    Scope,
+    Send,
+    content_encoding_is_gzip,
+    header_map,
+    presented_key,
+    respond,
+)
+from eventbunker.ops.metrics import Metrics
+
+IMPORT_PATH = "/v1/events/import"
+MEDIA_TYPES = frozenset(
+    {
+        b"",
+        b"application/x-ndjson",
+        b"application/ndjson",
+        b"application/jsonl",
+        b"application/x-jsonlines",
+        b"application/json",
+        b"text/plain",
+    }
+)
+
+
+class ImportEndpoint:
+    def __init__(
+        self,
+        keys: KeyCache,
+        conninfo: str,
+        limits: _native.Limits,
+        enricher: _native.Enricher | None,
+        metrics: Metrics,
+        shard: int,
+    ) -> None:
+        self._keys = keys
+        self._conninfo = conninfo
+        self._limits = limits
+        self._enricher = enricher
+        self._metrics = metrics
+        self._shard = shard
+
+    @staticmethod
+    def serves(path: str) -> bool:
+        return path == IMPORT_PATH or path.startswith(IMPORT_PATH + "/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        progress = scope["path"] != IMPORT_PATH
+        allowed = b"GET, OPTIONS" if progress else b"POST, OPTIONS"
+        if method == "OPTIONS":
+            await respond(send, 204, b"", PREFLIGHT_HEADERS)
+            return
+        if method.encode() not in allowed.split(b", "):
+            body = orjson.dumps(error_document("method_not_allowed", f"use {allowed.decode()}"))
+            await respond(send, 405, body, [(b"allow", allowed)])
+            return
+        headers = header_map(scope)
+        try:
+            key = await self._keys.require(presented_key(headers), "write")
+            if progress:
+                answer = await self._progress(key, scope["path"][len(IMPORT_PATH) + 1 :])
+                await respond(send, 200, orjson.dumps(answer))
+            else:
+                await self._import(key, headers, receive, send)
+        except Refusal as refusal:
+            self._metrics.reject(refusal.code)
+            extra = [(b"retry-after", RETRY_AFTER_S)] if refusal.retry_after else []
+            await respond(send, refusal.status, refusal.body(), extra)
+
+    async def _import(
+        self, key: ApiKey, headers: dict[bytes, bytes], receive: Receive, send: Send
+    ) -> None:
+        media_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+        if media_type not in MEDIA_TYPES:
+            raise Refusal(
+                415, "unsupported_media_type", "send NDJSON (application/x-ndjson) or text/plain"
+            )
+        import_id = headers.get(b"x-import-id")
+        first_line = headers.get(b"x-import-first-line", b"1").strip()
+        if not first_line.isdigit():
+            raise Refusal(400, "invalid_first_line", "X-Import-First-Line must be a line number")
+        job = ImportJob(
+            self._conninfo,
+            key,
+            self._limits,
+            self._enricher,
+            import_id=import_id.decode("latin-1").strip() if import_id is not None else None,
+            first_line=int(first_line),
+            gzip=content_encoding_is_gzip(headers),
+            shard=self._shard,
+        )
+        try:
+            outcome = await job.run(_body(receive))
+        except ImportFailed as failed:
+            self._metrics.accepted += failed.outcome.accepted
+            self._metrics.reject(failed.refusal.code)
+            refusal = failed.refusal
+            document = error_document(refusal.code, refusal.message, refusal.details)
+            extra = [(b"retry-after", RETRY_AFTER_S)] if refusal.retry_after else []
+            body = orjson.dumps({**document, **failed.outcome.as_dict()})
+            await respond(send, refusal.status, body, extra)
+            return
+        self._metrics.accepted += outcome.accepted
+        await respond(send, 200, orjson.dumps(outcome.as_dict()))
+
+    async def _progress(self, key: ApiKey, import_id: str) -> dict[str, Any]:
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True, connect_timeout=5
+            ) as conn:
+                answer = await import_progress(conn, key.project_id, import_id)
+        except (psycopg.Error, OSError):
+            raise Refusal(
+                503, "storage_unavailable", "cannot read the import now; retry", retry_after=True
+            ) from None
+        if answer is None:
+            raise Refusal(404, "import_not_found", f"no import {import_id!r} in this project")
+        return answer
+
+
+async def _body(receive: Receive) -> AsyncIterator[bytes]:
+    """The request body as it arrives."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
