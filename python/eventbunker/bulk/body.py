@@ -47,7 +47,7 @@ class GzipStream:
 
     def finish(self) -> None:
         if self._started and not self._inflater.eof:
-            raise BodyError("the gzip stream ends early: the body was cut off")
+            raise BodyError("the gzip stream ends early: it was cut off")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,11 @@ import hashlib
 import os
 import re
 import sys
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Literal
+
+from eventbunker.bulk.body import BodyError, GzipStream
 
 Format = Literal["auto", "ndjson", "json"]
 FORMATS: tuple[Format, ...] = ("auto", "ndjson", "json")
@@ -178,29 +179,15 @@ def _decoded_blocks(reader: _CountingReader) -> Iterator[bytes]:
             yield data
             data = reader.read(READ_BYTES)
         return
-    inflater = zlib.decompressobj(wbits=31)
-    started = False
-    while True:
-        if not data:
+    # The server's own incremental gunzip (several members, bounded steps).
+    gunzip = GzipStream()
+    try:
+        while data:
+            yield from gunzip.feed(data)
             data = reader.read(READ_BYTES)
-            if not data:
-                break
-        started = True
-        try:
-            # Bounded output: a small gzip file may inflate to gigabytes.
-            out = inflater.decompress(data, READ_BYTES)
-        except zlib.error as exc:
-            raise SourceError(f"invalid gzip data: {exc}") from None
-        if out:
-            yield out
-        if inflater.eof:  # the next member, if any (`cat a.gz b.gz`)
-            data = inflater.unused_data
-            inflater = zlib.decompressobj(wbits=31)
-            started = False
-        else:
-            data = inflater.unconsumed_tail
-    if started:
-        raise SourceError("the gzip data is cut off")
+        gunzip.finish()
+    except BodyError as exc:
+        raise SourceError(str(exc)) from None
 
 
 def _sniff(blocks: Iterator[bytes]) -> tuple[Format, Iterator[bytes]]:
