@@ -69,6 +69,7 @@ fn main() {
         forwarded_for: None,
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36"),
         referer: None,
+        historical: false,
     };
     let limits = Limits::default();
     // Enrichment as a server configured with GeoIP has it (cache hits after

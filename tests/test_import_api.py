@@ -73,7 +73,13 @@ def test_events_keep_their_timestamps_and_not_the_importers_headers(
 ) -> None:
     body = ndjson(
         [
-            {"event_name": "old", "timestamp": "2019-03-04T05:06:07Z", "plan": "pro"},
+            {
+                "event_name": "old",
+                "timestamp": "2019-03-04T05:06:07Z",
+                "sent_at": "2019-03-04T05:06:09Z",
+                "plan": "pro",
+            },
+            {"event_name": "sent_only", "sent_at": "2018-01-01T00:00:00Z"},
             {
                 "event_name": "with_ua",
                 "timestamp": 1_500_000_000,
@@ -92,15 +98,18 @@ def test_events_keep_their_timestamps_and_not_the_importers_headers(
         " FROM events WHERE project_id = %s ORDER BY timestamp",
         (project.id,),
     ).fetchall()
+    # An import's sent_at is not the time of this request: it corrects no
+    # clock skew, and stands in for a missing timestamp.
     assert [(r[0], r[1].isoformat()) for r in rows] == [
         ("with_ua", "2017-07-14T02:40:00+00:00"),
+        ("sent_only", "2018-01-01T00:00:00+00:00"),
         ("old", "2019-03-04T05:06:07+00:00"),
     ]
     # The request's peer address, User-Agent and Referer describe the importer.
-    assert rows[1][2:6] == (None, None, None, None)
+    assert rows[2][2:6] == (None, None, None, None)
     assert rows[0][2] == "81.2.69.142"
     assert rows[0][5] == "Chrome"
-    assert rows[1][6] == {"plan": "pro"}
+    assert rows[2][6] == {"plan": "pro"}
 
 
 def test_crlf_blank_lines_and_a_last_line_without_newline(

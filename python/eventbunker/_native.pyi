@@ -213,5 +213,7 @@ def prepare_lines(
     invalid one is counted and reported, the others are kept. A line longer
     than ``limits.max_body_bytes`` is refused as ``body_too_large``. No request
     address or header applies: imported events carry their own ``ip``,
-    ``user_agent`` and ``referrer``. The GIL is released while it works.
+    ``user_agent`` and ``referrer``; and they are historical: ``sent_at``
+    corrects no clock skew (it was not sent now) and stands in for a missing
+    ``timestamp``. The GIL is released while it works.
     """

@@ -349,6 +349,7 @@ fn prepare_events(
         forwarded_for: forwarded_for.as_deref(),
         user_agent: user_agent.as_deref(),
         referer: referer.as_deref(),
+        historical: false,
     };
     let limits = limits.inner;
     let enricher = enricher_or_default(&enricher);
@@ -432,6 +433,7 @@ fn prepare_lines(
         project_id,
         customer_identifier: customer_identifier.as_deref(),
         received_at_us,
+        historical: true,
         ..Request::default()
     };
     let limits = limits.inner;

@@ -46,6 +46,7 @@ pub const MAX_NAME_CHARS: usize = 256;
 /// COPY-escaped) once per request.
 pub struct RequestContext<'r> {
     pub received_at_us: i64,
+    historical: bool,
     received_at_text: [u8; timestamp::TEXT_LEN],
     project_id_text: IntText,
     key_customer_identifier: Option<Cow<'r, [u8]>>,
@@ -70,6 +71,7 @@ impl<'r> RequestContext<'r> {
         let client_ip = enricher.client_ip(req.peer_ip, req.forwarded_for);
         RequestContext {
             received_at_us,
+            historical: req.historical,
             received_at_text: timestamp::format(received_at_us),
             project_id_text: IntText::new(req.project_id),
             key_customer_identifier: escaped(req.customer_identifier),
@@ -456,6 +458,8 @@ pub fn encode_event(
         body_utm[i] = slot.and_then(|v| p.record(index, UTM_FIELDS[i], string_of(doc, v)));
     }
     let timestamp = match (ts, sent_at) {
+        (Some(t), _) if ctx.historical => t,
+        (None, Some(sent)) if ctx.historical => sent,
         (Some(t), Some(sent)) => {
             let corrected = t + (ctx.received_at_us - sent);
             if !timestamp::in_range(corrected) {

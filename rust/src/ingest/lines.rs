@@ -51,8 +51,8 @@ pub struct PreparedLines {
 
 /// Prepare every line of `chunk`: lines end with `\n` (a `\r` before it is
 /// dropped); a last line without one counts too. Blank lines are skipped
-/// (but numbered). `req` should carry no peer address or headers: imported
-/// events describe themselves.
+/// (but numbered). `req` should carry no peer address or headers and be
+/// `historical`: imported events describe themselves.
 pub fn prepare_lines(
     chunk: &[u8],
     first_line: u64,
@@ -163,6 +163,7 @@ mod tests {
         let req = Request {
             project_id: 3,
             received_at_us: RECEIVED,
+            historical: true,
             ..Request::default()
         };
         prepare_lines(
@@ -245,6 +246,17 @@ mod tests {
         assert_eq!(r[1][0], "2026-11-26 10:00:00.000000+00");
         // No request address or user agent is applied to imported events.
         assert_eq!((r[0][9].as_str(), r[0][10].as_str()), ("\\N", "\\N"));
+    }
+
+    #[test]
+    fn sent_at_corrects_no_skew_and_stands_in_for_a_missing_timestamp() {
+        let chunk = b"{\"event_name\":\"a\",\"timestamp\":\"2019-03-04T05:06:07Z\",\"sent_at\":\"2019-03-04T05:06:09Z\"}\n\
+                      {\"event_name\":\"b\",\"sent_at\":\"2019-03-04T05:06:09Z\"}\n";
+        let r = rows(&prepare(chunk, 1, &Limits::default()));
+        assert_eq!(r[0][0], "2019-03-04 05:06:07.000000+00");
+        assert_eq!(r[1][0], "2019-03-04 05:06:09.000000+00");
+        assert_eq!(r[1][2], "2019-03-04 05:06:09.000000+00");
+        assert_eq!(r[1][1], "2026-11-26 10:00:00.000000+00");
     }
 
     #[test]

@@ -176,6 +176,10 @@ pub struct Request<'a> {
     pub user_agent: Option<&'a str>,
     /// `Referer` header.
     pub referer: Option<&'a str>,
+    /// The events are historical (a bulk import): `sent_at` is not the time
+    /// of this request, so it corrects no clock skew; an event without a
+    /// `timestamp` takes its `sent_at`, else `received_at`.
+    pub historical: bool,
 }
 
 /// Rows ready for COPY.

@@ -23,6 +23,7 @@ fn request() -> Request<'static> {
         forwarded_for: None,
         user_agent: Some("TestAgent/1.0"),
         referer: None,
+        historical: false,
     }
 }
 
