@@ -178,6 +178,9 @@ class PreparedLines:
     def event_ids(self) -> list[str | None]:
         """Each row's ``event_id`` (None when it has none), in order."""
     @property
+    def id_rows(self) -> bytes:
+        """COPY text rows ``project_id<TAB>event_id`` of the rows with an id, in order."""
+    @property
     def lines(self) -> int:
         """Lines in the chunk, blank ones included."""
     @property

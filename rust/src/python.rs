@@ -373,6 +373,9 @@ pub struct PyPreparedLines {
     count: usize,
     #[pyo3(get)]
     event_ids: Py<PyList>,
+    /// COPY text rows `project_id<TAB>event_id` of the rows with an id.
+    #[pyo3(get)]
+    id_rows: Py<PyBytes>,
     #[pyo3(get)]
     lines: u64,
     #[pyo3(get)]
@@ -461,6 +464,7 @@ fn prepare_lines(
         rows: PyBytes::new(py, &p.rows).unbind(),
         count: p.count,
         event_ids: PyList::new(py, p.event_ids)?.unbind(),
+        id_rows: PyBytes::new(py, &p.id_rows).unbind(),
         lines: p.lines,
         rejected: p.rejected,
         errors: errors.unbind(),

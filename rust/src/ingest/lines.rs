@@ -10,6 +10,7 @@
 //! The caller streams the body and hands over chunks of whole lines; line
 //! numbers continue from chunk to chunk through `first_line`.
 
+use super::copy;
 use super::error::MAX_DETAILS;
 use super::event::{self, Problems};
 use super::json::{self, JsonLimits};
@@ -36,6 +37,9 @@ pub struct PreparedLines {
     pub count: usize,
     /// Each row's `event_id`, in order.
     pub event_ids: Vec<Option<String>>,
+    /// COPY text rows `project_id<TAB>event_id` of the rows with an id, for
+    /// claiming them in `event_ids` with one COPY.
+    pub id_rows: Vec<u8>,
     /// Lines in the chunk, blank ones included.
     pub lines: u64,
     /// Invalid lines.
@@ -125,6 +129,9 @@ pub fn prepare_lines(
         ) {
             Some(event_id) => {
                 out.count += 1;
+                if let Some(id) = &event_id {
+                    write_id_row(&mut out.id_rows, req.project_id, id);
+                }
                 out.event_ids.push(event_id);
             }
             None => {
@@ -138,6 +145,13 @@ pub fn prepare_lines(
         }
     }
     out
+}
+
+fn write_id_row(out: &mut Vec<u8>, project_id: i64, event_id: &str) {
+    use std::io::Write;
+    let _ = write!(out, "{project_id}\t");
+    copy::write_text(out, event_id.as_bytes());
+    out.push(b'\n');
 }
 
 fn line_error(line: u64, code: ErrorCode, field: Option<String>, message: String) -> LineError {
@@ -195,6 +209,7 @@ mod tests {
         let p = prepare(chunk, 1, &Limits::default());
         assert_eq!((p.lines, p.count, p.rejected), (5, 2, 0));
         assert_eq!(p.event_ids, vec![None, Some("x".to_owned())]);
+        assert_eq!(p.id_rows, b"3\tx\n");
         let names: Vec<String> = rows(&p).iter().map(|r| r[4].clone()).collect();
         assert_eq!(names, ["a", "b"]);
     }
