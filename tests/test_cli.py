@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import signal
@@ -141,6 +142,15 @@ def test_serve_runs_and_stops_its_own_cluster(tmp_path: Path) -> None:
             except httpx.ConnectError:
                 time.sleep(0.2)
         assert response is not None and response.status_code == 202, log_path.read_text()
+
+        # The printed import command works as printed (with a file of ours).
+        printed = re.search(r"eventbunker (import .+)", log_path.read_text())
+        assert printed, log_path.read_text()
+        export = tmp_path / "events.ndjson.gz"
+        export.write_bytes(gzip.compress(b'{"event_name": "old", "timestamp": 1500000000}\n' * 3))
+        command = printed[1].replace("events.ndjson.gz", str(export)).split()
+        summary = as_json(eventbunker(*command, "--quiet"))
+        assert (summary["accepted"], summary["rejected"]) == (3, 0)
 
         # An admin command beside the running server uses its cluster.
         project = as_json(eventbunker("project", "create", "second", "--data-dir", str(data_dir)))

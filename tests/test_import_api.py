@@ -421,3 +421,9 @@ def test_event_ids_repeated_within_a_body_are_stored_once(
     assert all(count == 1 for _, count, _ in rows)
     # The first occurrence is the one stored.
     assert all(int(event_id[3:]) == first_n for event_id, _, first_n in rows)
+
+
+def test_an_empty_body_imports_nothing(client: httpx.Client, project: Project) -> None:
+    r = post_import(client, project.write_key, b"")
+    assert r.status_code == 200, r.text
+    assert (r.json()["accepted"], r.json()["lines"], r.json()["committed_lines"]) == (0, 0, 0)

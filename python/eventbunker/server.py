@@ -62,6 +62,9 @@ def print_first_event_hint(conninfo: str, settings: Settings) -> None:
         "Send a first event:\n\n"
         f"  curl -i http://{host}:{settings.port}/v1/events \\\n"
         f"    -H 'X-Api-Key: {key}' -H 'Content-Type: application/json' \\\n"
-        """    -d '{"event_name": "signup", "plan": "pro"}'\n""",
+        """    -d '{"event_name": "signup", "plan": "pro"}'\n\n"""
+        "Import an NDJSON export (resumable, with progress):\n\n"
+        f"  .venv/bin/eventbunker import events.ndjson.gz --url http://{host}:{settings.port}"
+        f" --key {key}\n",
         flush=True,
     )
