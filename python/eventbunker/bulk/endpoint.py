@@ -18,13 +18,13 @@ from eventbunker.errors import Refusal, error_document
 from eventbunker.ingest.auth import ApiKey, KeyCache
 from eventbunker.ingest.endpoint import (
     PREFLIGHT_HEADERS,
-    RETRY_AFTER_S,
     Receive,
     Scope,
     Send,
     content_encoding_is_gzip,
     header_map,
     presented_key,
+    refuse,
     respond,
 )
 from eventbunker.ops.metrics import Metrics
@@ -85,8 +85,7 @@ class ImportEndpoint:
                 await self._import(key, headers, receive, send)
         except Refusal as refusal:
             self._metrics.reject(refusal.code)
-            extra = [(b"retry-after", RETRY_AFTER_S)] if refusal.retry_after else []
-            await respond(send, refusal.status, refusal.body(), extra)
+            await refuse(send, refusal)
 
     async def _import(
         self, key: ApiKey, headers: dict[bytes, bytes], receive: Receive, send: Send
@@ -117,9 +116,7 @@ class ImportEndpoint:
             self._metrics.reject(failed.refusal.code)
             refusal = failed.refusal
             document = error_document(refusal.code, refusal.message, refusal.details)
-            extra = [(b"retry-after", RETRY_AFTER_S)] if refusal.retry_after else []
-            body = orjson.dumps({**document, **failed.outcome.as_dict()})
-            await respond(send, refusal.status, body, extra)
+            await refuse(send, refusal, orjson.dumps({**document, **failed.outcome.as_dict()}))
             return
         self._metrics.accepted += outcome.accepted
         await respond(send, 200, orjson.dumps(outcome.as_dict()))

@@ -84,8 +84,7 @@ class IngestEndpoint:
             self._metrics.reject(refusal.code)
             if key is not None:
                 self._rejections.add(key.project_id, refusal.code)
-            extra = [(b"retry-after", RETRY_AFTER_S)] if refusal.retry_after else []
-            await respond(send, refusal.status, refusal.body(), extra)
+            await refuse(send, refusal)
             return
         await respond(send, 202, orjson.dumps({"accepted": accepted, "duplicates": duplicates}))
 
@@ -181,6 +180,12 @@ def _forwarded_for(scope: Scope, headers: dict[bytes, bytes]) -> str | None:
 
 def _text(value: bytes | None) -> str | None:
     return value.decode("utf-8", "replace") if value else None
+
+
+async def refuse(send: Send, refusal: Refusal, body: bytes | None = None) -> None:
+    """Answer ``refusal`` (its error shape unless ``body`` is given; Retry-After on 503s)."""
+    extra = [(b"retry-after", RETRY_AFTER_S)] if refusal.retry_after else []
+    await respond(send, refusal.status, refusal.body() if body is None else body, extra)
 
 
 async def respond(
