@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--spool-max-bytes", type=int, help="spool size past which ingest answers 503 (1 GiB)"
     )
+    serve.add_argument(
+        "--max-lag-seconds",
+        type=float,
+        help="queryable lag past which ingest answers 503 overloaded (env"
+        " EVENTBUNKER_MAX_LAG_SECONDS; default 2)",
+    )
     serve.add_argument("--geoip-db", help="MaxMind .mmdb file (env EVENTBUNKER_GEOIP_DB)")
     serve.add_argument(
         "--trusted-proxies",
@@ -192,6 +198,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "max_string_bytes",
         "spool_dir",
         "spool_max_bytes",
+        "max_lag_seconds",
         "geoip_db",
         "trusted_proxies",
         "anonymize_ip",

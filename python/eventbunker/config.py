@@ -35,6 +35,9 @@ class Settings:
     spool_segment_bytes: int = 16 << 20  # drained segments are deleted whole
     # Spool -> TimescaleDB: wait this long for more records before a COPY.
     drain_interval_ms: float = 20.0
+    # Queryable lag bound: while the database is reachable, ingest answers 503
+    # (overloaded) rather than let an acknowledged event wait longer than this.
+    max_lag_seconds: float = 2.0
     idempotency_window_hours: float = 48.0
     # How often each worker re-checks its cached keys (revocation visibility).
     auth_refresh_ms: int = 250

@@ -52,7 +52,7 @@ class Drainer:
         metrics: Metrics,
         *,
         interval_s: float = 0.02,
-        batch_bytes: int = 4 << 20,
+        batch_bytes: int = 2 << 20,
         idempotency_window_s: float = 48 * 3600,
     ) -> None:
         self._spool = spool
@@ -66,6 +66,13 @@ class Drainer:
         self._stopping = False
         self.database_ok = True
         self.last_error = ""
+        # Receipt time of the oldest record of a dead worker's spool being replayed.
+        self._replaying_from_us: int | None = None
+
+    def replay_lag_seconds(self) -> float:
+        """Age of the oldest event of an adopted spool still being replayed (0 if none)."""
+        since = self._replaying_from_us
+        return max(0.0, time.time() - since / 1e6) if since is not None else 0.0
 
     @property
     def backlog_bytes(self) -> int:
@@ -137,7 +144,8 @@ class Drainer:
             self._spool.directory, self._position, durable, self._batch_bytes
         )
         await self._write(self._spool.name, records, position)
-        self._position = self._spool.drained = position
+        self._position = position
+        self._spool.mark_drained(position)
         remove_segments_before(self._spool.directory, position.segment)
         self._spool.forget_segments_before(position.segment)
         return True
@@ -174,10 +182,12 @@ class Drainer:
             records, next_position = read_batch(directory, position, None, self._batch_bytes)
             if next_position == position:
                 break
+            self._replaying_from_us = min(r.received_at_us for r in records)
             await self._write(spool_id, records, next_position)
             total += sum(r.count for r in records)
             position = next_position
             remove_segments_before(directory, position.segment)
+        self._replaying_from_us = None
         log.info("spool %s replayed: %d events", spool_id, total)
         shutil.rmtree(directory, ignore_errors=True)
         await self._writer.forget_spool(spool_id)

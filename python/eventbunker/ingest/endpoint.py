@@ -16,6 +16,7 @@ import orjson
 from eventbunker import _native
 from eventbunker.errors import Refusal, error_body
 from eventbunker.ingest.auth import ApiKey, KeyCache, presented_secret
+from eventbunker.ingest.backpressure import Backpressure
 from eventbunker.ingest.idempotency import DuplicateCheck
 from eventbunker.ingest.rejections import RejectionCounter
 from eventbunker.ingest.spool import Spool, SpoolFull, encode_record
@@ -51,6 +52,7 @@ class IngestEndpoint:
         limits: _native.Limits,
         max_body_bytes: int,
         *,
+        backpressure: Backpressure,
         enricher: _native.Enricher | None = None,
     ) -> None:
         self._keys = keys
@@ -61,6 +63,7 @@ class IngestEndpoint:
         self._limits = limits
         self._max_body_bytes = max_body_bytes
         self._enricher = enricher
+        self._backpressure = backpressure
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
@@ -98,6 +101,8 @@ class IngestEndpoint:
         if media_type not in ACCEPTED_MEDIA_TYPES:
             raise Refusal(415, "unsupported_media_type", "send application/json or text/plain")
         body = await self._read_body(headers, receive)
+        if self._backpressure.behind():
+            await self._backpressure.admit()
         client = scope.get("client")
         try:
             prepared = _native.prepare_events(

@@ -9,6 +9,7 @@ import secrets
 from eventbunker import _native
 from eventbunker.config import Settings
 from eventbunker.ingest.auth import KeyCache
+from eventbunker.ingest.backpressure import Backpressure
 from eventbunker.ingest.drainer import Drainer
 from eventbunker.ingest.endpoint import IngestEndpoint
 from eventbunker.ingest.enrichment import build_enricher
@@ -58,6 +59,12 @@ class IngestPipeline:
         self.enricher = build_enricher(settings)
         self.shard = shard
         self.rejections = RejectionCounter(conninfo, shard=shard)
+        self.backpressure = Backpressure(
+            self.lag_seconds,
+            lambda: self.drainer.database_ok,
+            self.spool.drained_changed,
+            settings.max_lag_seconds,
+        )
         self.endpoint = IngestEndpoint(
             keys,
             self.spool,
@@ -66,11 +73,19 @@ class IngestPipeline:
             metrics,
             self.limits,
             max_body_bytes=settings.max_body_bytes,
+            backpressure=self.backpressure,
             enricher=self.enricher,
         )
+
         metrics.gauges["eventbunker_spool_pending_bytes"] = lambda: self.spool.pending_bytes
         metrics.gauges["eventbunker_spool_backlog_bytes"] = lambda: self.drainer.backlog_bytes
         metrics.gauges["eventbunker_database_up"] = lambda: float(self.drainer.database_ok)
+        metrics.gauges["eventbunker_queryable_lag_seconds"] = self.lag_seconds
+        metrics.gauges["eventbunker_ingest_shedding"] = lambda: float(self.backpressure.shedding())
+
+    def lag_seconds(self) -> float:
+        """Age of this worker's oldest acknowledged event not yet in the database."""
+        return max(self.spool.lag_seconds(), self.drainer.replay_lag_seconds())
 
     def state(self) -> dict[str, object]:
         """For /readyz: is the database written to, and can requests be made durable."""
@@ -78,6 +93,8 @@ class IngestPipeline:
             "database": "ok" if self.drainer.database_ok else "unreachable",
             "spool_backlog_bytes": self.drainer.backlog_bytes,
             "spool_accepting": self.spool.accepting,
+            "queryable_lag_seconds": round(self.lag_seconds(), 3),
+            "shedding_load": self.backpressure.shedding(),
         }
 
     async def start(self) -> None:

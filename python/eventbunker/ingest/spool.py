@@ -24,7 +24,9 @@ import fcntl
 import logging
 import os
 import struct
+import time
 import zlib
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +147,7 @@ def try_lock(directory: Path) -> int | None:
 @dataclass(slots=True)
 class _Waiting:
     data: bytes
+    at: float = field(default_factory=time.monotonic)  # when the request asked
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -172,6 +175,7 @@ class Spool:
         self._pending_bytes = 0
         self._wakeup = asyncio.Event()
         self.durable_changed = asyncio.Event()
+        self.drained_changed = asyncio.Event()  # pulsed by mark_drained()
         self._task: asyncio.Task[None] | None = None
         self._lock_fd: int | None = None
         self._fd = -1
@@ -185,6 +189,9 @@ class Spool:
         self.drained = Position(1, 0)
         # Written groups waiting for an fsync, with the position after each.
         self._unsynced: list[tuple[Position, list[_Waiting]]] = []
+        # Written groups not yet drained: the position after each and when its
+        # oldest request arrived (the queryable lag is the age of the first).
+        self._undrained: deque[tuple[Position, float]] = deque()
         self._syncs_in_flight = 0
         self._sync_tasks: set[asyncio.Task[None]] = set()
 
@@ -202,6 +209,17 @@ class Spool:
             sum(size for seg, size in self._sizes.items() if seg >= drained.segment)
             - drained.offset,
         )
+
+    def lag_seconds(self) -> float:
+        """Age of the oldest request written here and not yet drained (0 if none)."""
+        undrained = self._undrained
+        while undrained and undrained[0][0] <= self.drained:
+            undrained.popleft()
+        if undrained:
+            return time.monotonic() - undrained[0][1]
+        if self._waiting:
+            return time.monotonic() - self._waiting[0].at
+        return 0.0
 
     @property
     def pending_bytes(self) -> int:
@@ -234,6 +252,12 @@ class Spool:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+    def mark_drained(self, position: Position) -> None:
+        """The drainer stored everything before ``position``: wake who waits for that."""
+        self.drained = position
+        self.drained_changed.set()
+        self.drained_changed.clear()  # the current waiters are woken; later ones wait anew
 
     def forget_segments_before(self, segment: int) -> None:
         for number in [n for n in self._sizes if n < segment]:
@@ -291,7 +315,9 @@ class Spool:
             except OSError as exc:
                 self._refuse(group, exc)
                 continue
-            self._unsynced.append((Position(self._segment, self._size), group))
+            end = Position(self._segment, self._size)
+            self._unsynced.append((end, group))
+            self._undrained.append((end, group[0].at))
             self._syncs_in_flight += 1
             sync = asyncio.create_task(self._sync(loop, self._fd))
             self._sync_tasks.add(sync)
@@ -341,20 +367,19 @@ class Spool:
         self._size = offset
 
     def _open_segment(self, segment: int, at_least: int = 0) -> None:
-        """Start a new, preallocated (zero-filled) segment.
+        """Start a new segment, its blocks allocated up front (they read as zeros).
 
-        Overwriting allocated blocks lets each fdatasync flush data only: an
-        append would also commit the file's new size to the filesystem
-        journal, which is slow when the database is extending its own files.
+        Writing into allocated blocks spares each fdatasync the file's new
+        size in the filesystem journal, which is slow when the database is
+        extending its own files. ``posix_fallocate`` allocates without writing:
+        zero-filling 16 MiB per segment cost 10 % of a worker's samples under
+        sustained batches (py-spy).
         """
         path = segment_path(self.directory, segment)
         capacity = max(self._segment_bytes, at_least)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            zeros = bytes(min(capacity, 1 << 20))
-            written = 0
-            while written < capacity:
-                written += os.write(fd, zeros[: capacity - written])
+            os.posix_fallocate(fd, 0, capacity)
             os.fsync(fd)
             _fsync_dir(self.directory)  # the new file's name is durable too
         except OSError:

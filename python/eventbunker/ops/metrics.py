@@ -39,7 +39,19 @@ _HELP = {
     "eventbunker_spool_pending_bytes": ("gauge", "Request bytes waiting for the spool's fsync."),
     "eventbunker_spool_backlog_bytes": ("gauge", "Spooled bytes not yet copied into TimescaleDB."),
     "eventbunker_database_up": ("gauge", "1 when the last write to TimescaleDB succeeded."),
+    "eventbunker_queryable_lag_seconds": (
+        "gauge",
+        "Age of the oldest acknowledged event not yet in TimescaleDB (max over workers;"
+        " per worker: eventbunker_worker_queryable_lag_seconds).",
+    ),
+    "eventbunker_ingest_shedding": (
+        "gauge",
+        "Workers refusing new ingest requests (503 overloaded): lag past --max-lag-seconds.",
+    ),
 }
+# Gauges whose server-wide value is the worst worker's, not the sum; each is
+# also exported per worker as eventbunker_worker_<rest of the name>{worker="pid"}.
+MAX_GAUGES = frozenset({"eventbunker_queryable_lag_seconds"})
 
 
 class Histogram:
@@ -77,6 +89,7 @@ class Metrics:
     def snapshot(self) -> dict[str, Any]:
         return {
             "at": time.time(),
+            "pid": os.getpid(),
             "counters": {
                 "eventbunker_events_accepted_total": {"": self.accepted},
                 "eventbunker_requests_rejected_total": {
@@ -141,6 +154,7 @@ def render_snapshots(snapshots: list[dict[str, Any]]) -> str:
     now = time.time()
     counters: defaultdict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
     gauges: defaultdict[str, float] = defaultdict(float)
+    per_worker: defaultdict[str, dict[int, float]] = defaultdict(dict)
     histograms: dict[str, dict[str, Any]] = {}
     for snap in snapshots:
         for name, series in snap["counters"].items():
@@ -148,7 +162,11 @@ def render_snapshots(snapshots: list[dict[str, Any]]) -> str:
                 counters[name][labels] += value
         if now - snap["at"] <= GAUGE_STALE_AFTER_S:
             for name, value in snap["gauges"].items():
-                gauges[name] += value
+                if name in MAX_GAUGES:
+                    gauges[name] = max(gauges[name], value)
+                    per_worker[name][int(snap.get("pid", 0))] = value
+                else:
+                    gauges[name] += value
         for name, state in snap["histograms"].items():
             merged = histograms.setdefault(
                 name,
@@ -167,6 +185,11 @@ def render_snapshots(snapshots: list[dict[str, Any]]) -> str:
                 lines.append(f"{name}{{{labels}}} {value:g}" if labels else f"{name} {value:g}")
         elif kind == "gauge":
             lines.append(f"{name} {gauges.get(name, 0.0):g}")
+            if name in MAX_GAUGES:
+                worker_name = name.replace("eventbunker_", "eventbunker_worker_", 1)
+                lines += [f"# HELP {worker_name} {help_text}", f"# TYPE {worker_name} gauge"]
+                for pid, value in sorted(per_worker[name].items()):
+                    lines.append(f'{worker_name}{{worker="{pid}"}} {value:g}')
         elif name in histograms:
             state = histograms[name]
             cumulative = 0
