@@ -21,7 +21,7 @@ from eventbunker import _native
 from eventbunker.admin.projects import create_project
 from eventbunker.cluster import ManagedCluster
 from eventbunker.ingest.drainer import read_batch
-from eventbunker.ingest.spool import Position, encode_record, segment_path
+from eventbunker.ingest.spool import Position, segment_path
 from eventbunker.storage.migrate import migrate
 from faults import ConnectionCutter, Load, Target, outcome, wait_until_stored
 
@@ -253,11 +253,7 @@ def _write_orphan_spool(directory: Path, project_id: int, events: int) -> list[i
                 referer=None,
                 limits=_native.Limits(),
             )
-            f.write(
-                encode_record(
-                    project_id, time.time_ns() // 1000, 1, prepared.event_ids, prepared.rows
-                )
-            )
+            f.write(prepared.record)
             ends.append(f.tell())
     return ends
 
@@ -284,8 +280,9 @@ def test_damaged_spool_keeps_every_complete_record_before_the_damage(
         expected = set(range(keep))
     segment.write_bytes(bytes(data))
 
-    records, _ = read_batch(orphan, Position(1, 0), None, 1 << 20)
-    assert len(records) == keep
+    batch, _ = read_batch(orphan, Position(1, 0), None, 1 << 20)
+    assert batch is not None
+    assert batch.records == keep
 
     server = start_server(
         cluster.conninfo, tmp_path, "--workers", "1", "--spool-dir", str(spool_root)

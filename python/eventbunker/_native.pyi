@@ -7,7 +7,7 @@ The ingest hot path: a request body in, rows for
 """
 
 import os
-from typing import final
+from typing import Literal, final
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -16,6 +16,8 @@ __all__ = [
     "Limits",
     "Prepared",
     "PreparedLines",
+    "SpoolBatch",
+    "decode_spool",
     "prepare_events",
     "prepare_lines",
 ]
@@ -120,11 +122,14 @@ class Enricher:
 
 @final
 class Prepared:
-    """Rows ready for COPY."""
+    """One request's events as its spool record, whose rows are ready for COPY."""
 
     @property
+    def record(self) -> bytes:
+        """The spool record: frame, header, event ids and rows (what the spool appends)."""
+    @property
     def rows(self) -> bytes:
-        """COPY text rows, ``\\n``-terminated, one per event, in batch order."""
+        """COPY text rows, ``\\n``-terminated, one per event, in batch order (a copy)."""
     @property
     def count(self) -> int:
         """Number of events (and rows)."""
@@ -163,6 +168,49 @@ def prepare_events(
     Raises ``IngestError`` for anything the client must fix; a batch is all
     or nothing.
     """
+
+@final
+class SpoolBatch:
+    """The complete spool records at the start of some bytes of a segment."""
+
+    @property
+    def records(self) -> int:
+        """How many complete records were decoded."""
+    @property
+    def events(self) -> int:
+        """Their events, before any retried id is left out."""
+    @property
+    def end(self) -> int:
+        """Bytes of the data the records span, from its start."""
+    @property
+    def stop(self) -> Literal["end", "padding", "incomplete", "corrupt"]:
+        """Why decoding stopped."""
+    @property
+    def needed(self) -> int:
+        """Whole size of the incomplete record after the last complete one (0: unknown)."""
+    @property
+    def damage(self) -> str | None:
+        """What is wrong with the record after the last complete one, if it is corrupt."""
+    @property
+    def min_received_at_us(self) -> int | None:
+        """Earliest receipt time of the records (None without records)."""
+    @property
+    def has_event_ids(self) -> bool:
+        """Whether any event carries an ``event_id`` (then ids must be claimed)."""
+    def event_ids(self) -> list[tuple[int, str]]:
+        """Every ``(project_id, event_id)`` of the records, in order."""
+    def select(
+        self, claimed: set[tuple[int, str]] | None, now_us: int
+    ) -> tuple[bytes, list[tuple[int, int, int, float, float]]]:
+        """The rows to COPY and, per ``(project_id, day since 1970-01-01 UTC)``, the
+        stored events with their receipt-to-``now_us`` latency summed and maxed (ms).
+
+        With ``claimed``, events whose id is not in it are left out, and each id
+        is stored by its first occurrence."""
+
+def decode_spool(data: bytes, segment: int, start: int) -> SpoolBatch:
+    """Decode the spool records at the start of ``data``, read at byte ``start`` of
+    segment ``segment`` (for the damage message)."""
 
 @final
 class PreparedLines:

@@ -34,7 +34,7 @@ class Settings:
     spool_max_pending_bytes: int = 32 << 20  # waiting for the disk, per worker
     spool_segment_bytes: int = 16 << 20  # drained segments are deleted whole
     # Spool -> TimescaleDB: wait this long for more records before a COPY.
-    drain_interval_ms: float = 20.0
+    drain_interval_ms: float = 50.0
     # Queryable lag bound: while the database is reachable, ingest answers 503
     # (overloaded) rather than let an acknowledged event wait longer than this.
     max_lag_seconds: float = 2.0

@@ -1,9 +1,10 @@
 //! EventBunker's native core: the ingest hot path (parse, validate, enrich,
-//! encode for COPY) in pure Rust, plus the PyO3 module `eventbunker._native`
+//! encode for COPY) and the spool's record framing in pure Rust, plus the PyO3 module `eventbunker._native`
 //! behind the `python` feature (so `cargo test` needs no Python).
 
 pub mod enrich;
 pub mod ingest;
+pub mod spool;
 
 #[cfg(feature = "python")]
 mod python;

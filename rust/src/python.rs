@@ -4,6 +4,7 @@
 //! `python/eventbunker/_native.pyi`.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::ffi::CStr;
 
 use pyo3::exceptions::PyValueError;
@@ -14,6 +15,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use crate::enrich::clock_cache::CacheStats;
 use crate::enrich::{Enricher, EnricherConfig, TrustedProxies};
 use crate::ingest::{self, timestamp, IngestError, Limits, Request};
+use crate::spool::{self, RecordInfo, Stop};
 
 /// `IngestError` is defined in Python so that it is an ordinary exception
 /// class: constructible, picklable, with attributes set by `__init__`.
@@ -265,12 +267,14 @@ impl PyEnricher {
     }
 }
 
-/// Rows ready for `COPY events (<EVENT_COLUMNS>) FROM STDIN`.
+/// One request's events: its spool record, whose rows are ready for
+/// `COPY events (<EVENT_COLUMNS>) FROM STDIN`.
 #[pyclass(frozen, module = "eventbunker._native", name = "Prepared")]
 pub struct PyPrepared {
-    /// COPY text rows, each ending in `\n`, one per event.
+    /// The spool record (frame, header, ids, rows): what the spool appends.
     #[pyo3(get)]
-    rows: Py<PyBytes>,
+    record: Py<PyBytes>,
+    rows_start: usize,
     #[pyo3(get)]
     count: usize,
     /// Each event's `event_id` or None, in batch order.
@@ -280,11 +284,17 @@ pub struct PyPrepared {
 
 #[pymethods]
 impl PyPrepared {
+    /// COPY text rows, each ending in `\n`, one per event (a copy out of the record).
+    #[getter]
+    fn rows<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.record.bind(py).as_bytes()[self.rows_start..])
+    }
+
     fn __repr__(&self, py: Python<'_>) -> String {
         format!(
             "Prepared(count={}, rows=<{} bytes>)",
             self.count,
-            self.rows.bind(py).as_bytes().len()
+            self.record.bind(py).as_bytes().len() - self.rows_start
         )
     }
 }
@@ -355,12 +365,137 @@ fn prepare_events(
     let enricher = enricher_or_default(&enricher);
     let result = py.allow_threads(|| ingest::prepare_events(body, &request, &limits, enricher));
     match result {
-        Ok(p) => Ok(PyPrepared {
-            rows: PyBytes::new(py, &p.rows).unbind(),
-            count: p.count,
-            event_ids: PyList::new(py, p.event_ids)?.unbind(),
-        }),
+        Ok(p) => {
+            let record = py.allow_threads(|| {
+                spool::encode_record(project_id, received_at_us, p.count, &p.event_ids, &p.rows)
+            });
+            Ok(PyPrepared {
+                rows_start: record.len() - p.rows.len(),
+                record: PyBytes::new(py, &record).unbind(),
+                count: p.count,
+                event_ids: PyList::new(py, p.event_ids)?.unbind(),
+            })
+        }
         Err(e) => Err(to_py_err(py, e)),
+    }
+}
+
+/// The complete spool records at the start of some bytes read from a segment.
+#[pyclass(frozen, module = "eventbunker._native", name = "SpoolBatch")]
+pub struct PySpoolBatch {
+    data: Py<PyBytes>,
+    infos: Vec<RecordInfo>,
+    used: usize,
+    stop: Stop,
+}
+
+#[pymethods]
+impl PySpoolBatch {
+    /// How many complete records were decoded.
+    #[getter]
+    fn records(&self) -> usize {
+        self.infos.len()
+    }
+
+    /// Their events, before any retried id is left out.
+    #[getter]
+    fn events(&self) -> usize {
+        self.infos.iter().map(|r| r.count).sum()
+    }
+
+    /// Bytes of the data the records span (from its start).
+    #[getter]
+    fn end(&self) -> usize {
+        self.used
+    }
+
+    /// Why decoding stopped: "end", "padding", "incomplete" or "corrupt".
+    #[getter]
+    fn stop(&self) -> &'static str {
+        match self.stop {
+            Stop::End => "end",
+            Stop::Padding => "padding",
+            Stop::Incomplete { .. } => "incomplete",
+            Stop::Corrupt(_) => "corrupt",
+        }
+    }
+
+    /// The whole size of an incomplete record after the last complete one (0: unknown).
+    #[getter]
+    fn needed(&self) -> usize {
+        match self.stop {
+            Stop::Incomplete { needed } => needed,
+            _ => 0,
+        }
+    }
+
+    /// What is wrong with the record after the last complete one, if it is corrupt.
+    #[getter]
+    fn damage(&self) -> Option<&str> {
+        match &self.stop {
+            Stop::Corrupt(message) => Some(message),
+            _ => None,
+        }
+    }
+
+    /// The earliest receipt time of the records (None without records).
+    #[getter]
+    fn min_received_at_us(&self) -> Option<i64> {
+        self.infos.iter().map(|r| r.received_at_us).min()
+    }
+
+    /// Whether any event carries an `event_id` (then ids must be claimed).
+    #[getter]
+    fn has_event_ids(&self) -> bool {
+        self.infos.iter().any(|r| r.event_ids.is_some())
+    }
+
+    /// Every (project_id, event_id) of the records, in order.
+    fn event_ids(&self) -> Vec<(i64, String)> {
+        spool::event_ids(&self.infos)
+    }
+
+    /// The rows to COPY and, per (project_id, day since 1970-01-01 UTC), the
+    /// stored events with their receipt-to-`now_us` latency summed and maxed
+    /// (milliseconds). With `claimed`, events whose id is not in it are left
+    /// out, and each id is stored by its first occurrence.
+    #[pyo3(signature = (claimed, now_us))]
+    #[allow(clippy::type_complexity)]
+    fn select<'py>(
+        &self,
+        py: Python<'py>,
+        claimed: Option<HashSet<(i64, String)>>,
+        now_us: i64,
+    ) -> (Bound<'py, PyBytes>, Vec<(i64, i64, u64, f64, f64)>) {
+        let data = self.data.bind(py).as_bytes();
+        let (rows, counters) = spool::select(data, &self.infos, claimed, now_us);
+        let counters = counters
+            .into_iter()
+            .map(|c| (c.project_id, c.day, c.events, c.latency_ms_sum, c.latency_ms_max))
+            .collect();
+        (PyBytes::new(py, &rows), counters)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "SpoolBatch(records={}, end={}, stop={})",
+            self.infos.len(),
+            self.used,
+            self.stop()
+        )
+    }
+}
+
+/// Decode the spool records at the start of `data`, read at byte `start` of
+/// segment `segment` (for the damage message).
+#[pyfunction]
+fn decode_spool(data: Bound<'_, PyBytes>, segment: i64, start: u64) -> PySpoolBatch {
+    let (infos, used, stop) = spool::decode(data.as_bytes(), segment, start);
+    PySpoolBatch {
+        data: data.unbind(),
+        infos,
+        used,
+        stop,
     }
 }
 
@@ -492,7 +627,9 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEnricher>()?;
     m.add_class::<PyPrepared>()?;
     m.add_class::<PyPreparedLines>()?;
+    m.add_class::<PySpoolBatch>()?;
     m.add_function(wrap_pyfunction!(prepare_events, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_spool, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_lines, m)?)?;
     Ok(())
 }

@@ -22,18 +22,8 @@ from pathlib import Path
 
 import psycopg
 
-from eventbunker.ingest.spool import (
-    CorruptRecord,
-    Position,
-    Record,
-    Spool,
-    decode_records,
-    record_size,
-    segment_path,
-    segments,
-    starts_with_padding,
-    try_lock,
-)
+from eventbunker import _native
+from eventbunker.ingest.spool import Position, Spool, segment_path, segments, try_lock
 from eventbunker.ingest.writer import EventWriter
 from eventbunker.ops.metrics import Metrics
 
@@ -51,7 +41,7 @@ class Drainer:
         writer: EventWriter,
         metrics: Metrics,
         *,
-        interval_s: float = 0.02,
+        interval_s: float = 0.05,
         batch_bytes: int = 2 << 20,
         idempotency_window_s: float = 48 * 3600,
     ) -> None:
@@ -140,19 +130,23 @@ class Drainer:
         durable = self._spool.durable
         if self._position >= durable:
             return False
-        records, position = read_batch(
+        batch, position = read_batch(
             self._spool.directory, self._position, durable, self._batch_bytes
         )
-        await self._write(self._spool.name, records, position)
+        if batch is None and position == self._position:
+            return False
+        if batch is not None:
+            await self._write(self._spool.name, batch, position)
+        if position.segment != self._position.segment:
+            remove_segments_before(self._spool.directory, position.segment)
+            self._spool.forget_segments_before(position.segment)
         self._position = position
         self._spool.mark_drained(position)
-        remove_segments_before(self._spool.directory, position.segment)
-        self._spool.forget_segments_before(position.segment)
         return True
 
-    async def _write(self, spool_id: str, records: list[Record], position: Position) -> None:
+    async def _write(self, spool_id: str, batch: _native.SpoolBatch, position: Position) -> None:
         started = time.perf_counter()
-        stored = await self._writer.write_records(spool_id, records, position)
+        stored = await self._writer.write_batch(spool_id, batch, position)
         self._metrics.flush_seconds.observe(time.perf_counter() - started)
         self._metrics.batch_sizes.observe(stored)
         self._metrics.accepted += stored
@@ -179,12 +173,13 @@ class Drainer:
         log.info("replaying the spool %s from %s", spool_id, position)
         total = 0
         while True:
-            records, next_position = read_batch(directory, position, None, self._batch_bytes)
+            batch, next_position = read_batch(directory, position, None, self._batch_bytes)
             if next_position == position:
                 break
-            self._replaying_from_us = min(r.received_at_us for r in records)
-            await self._write(spool_id, records, next_position)
-            total += sum(r.count for r in records)
+            if batch is not None:
+                self._replaying_from_us = batch.min_received_at_us
+                await self._write(spool_id, batch, next_position)
+                total += batch.events
             position = next_position
             remove_segments_before(directory, position.segment)
         self._replaying_from_us = None
@@ -195,13 +190,14 @@ class Drainer:
 
 def read_batch(
     directory: Path, start: Position, limit: Position | None, max_bytes: int
-) -> tuple[list[Record], Position]:
+) -> tuple[_native.SpoolBatch | None, Position]:
     """Complete records from ``start``, up to ``limit`` (None: all there is).
 
-    Returns the records and the position after them; no records and the
-    same position when there is nothing more. Damage (a torn tail, a corrupt
-    record) is logged and skipped to the next segment: the records before it
-    are kept, the rest of that segment cannot be framed and is lost.
+    Returns the records (None if there are none) and the position after them;
+    None and the same position when there is nothing more, or a later
+    position with None when damage was skipped. Damage (a torn tail, a
+    corrupt record) is logged and skipped to the next segment: the records
+    before it are kept, the rest of that segment cannot be framed and is lost.
     """
     position = start
     while limit is None or position < limit:
@@ -209,28 +205,23 @@ def read_batch(
         if limit is not None and limit.segment == position.segment:
             want = limit.offset - position.offset
         data = _read(segment_path(directory, position.segment), position.offset, want)
-        records: list[Record] = []
-        damage = ""
-        try:
-            records.extend(decode_records(data, position.segment, position.offset))
-        except CorruptRecord as exc:
-            damage = str(exc)
-        if records:
-            return records, records[-1].end
-        if data and not damage and not starts_with_padding(data):
-            needed = record_size(data)
-            if needed > len(data) == want == max_bytes:
+        batch = _native.decode_spool(data, position.segment, position.offset)
+        if batch.records:
+            return batch, Position(position.segment, position.offset + batch.end)
+        damage = batch.damage or ""
+        if batch.stop == "incomplete":
+            if batch.needed > len(data) == want == max_bytes:
                 # One record larger than a batch: read it whole.
-                max_bytes = needed
+                max_bytes = batch.needed
                 continue
             damage = f"torn record of {len(data)} bytes at offset {position.offset}"
         later = [n for n in segments(directory) if n > position.segment]
         if damage:
             log.error("spool %s segment %d damaged: %s", directory.name, position.segment, damage)
         if not later:
-            return [], position
+            return None, position
         position = Position(later[0], 0)
-    return [], position
+    return None, position
 
 
 def _read(path: Path, offset: int, size: int) -> bytes:

@@ -19,7 +19,7 @@ from eventbunker.ingest.auth import ApiKey, KeyCache, presented_secret
 from eventbunker.ingest.backpressure import Backpressure
 from eventbunker.ingest.idempotency import DuplicateCheck
 from eventbunker.ingest.rejections import RejectionCounter
-from eventbunker.ingest.spool import Spool, SpoolFull, encode_record
+from eventbunker.ingest.spool import Spool, SpoolFull
 from eventbunker.ops.metrics import Metrics
 
 RETRY_AFTER_S = b"1"
@@ -122,11 +122,8 @@ class IngestEndpoint:
             raise Refusal(exc.status, exc.code, exc.message, exc.details) from None
         event_ids = prepared.event_ids
         duplicates = await self._duplicates.count(key.project_id, event_ids)
-        record = encode_record(
-            key.project_id, received_at_us, prepared.count, event_ids, prepared.rows
-        )
         try:
-            await self._spool.append(record)
+            await self._spool.append(prepared.record)
         except SpoolFull as exc:
             raise Refusal(503, "storage_unavailable", str(exc), retry_after=True) from None
         self._duplicates.remember(key.project_id, event_ids)

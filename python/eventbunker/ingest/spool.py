@@ -6,14 +6,10 @@ that covers the record; concurrent requests share one fsync (group commit on
 a local file). The drainer (``drainer.py``) copies the spool into TimescaleDB
 afterwards and records, in the same transaction, how far it got.
 
-Record layout (little-endian)::
-
-    b"EB" | u32 payload length | u32 CRC-32 of payload | payload
-    payload = i64 project_id | i64 received_at_us | u32 event count
-              | u32 ids length | ids (JSON list, or empty) | COPY rows
-
-A torn or corrupt record (crash mid-write, bit rot) fails its length or
-checksum; readers keep every complete record before it.
+Records are framed and checksummed by the Rust extension (``rust/src/spool.rs``:
+``Prepared.record`` on the way in, ``decode_spool`` for the drainer): a torn or
+corrupt record (crash mid-write, bit rot) fails its length or checksum, and
+readers keep every complete record before it.
 """
 
 from __future__ import annotations
@@ -23,22 +19,13 @@ import contextlib
 import fcntl
 import logging
 import os
-import struct
 import time
-import zlib
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-
-import orjson
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"EB"
-PADDING = b"\0\0"
-_FRAME = struct.Struct("<2sII")
-_HEADER = struct.Struct("<qqII")
 SEGMENT_SUFFIX = ".seg"
 LOCK_FILE = "owner.lock"
 MAX_SYNCS_IN_FLIGHT = 2
@@ -54,73 +41,6 @@ class Position:
 
     segment: int
     offset: int
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    project_id: int
-    received_at_us: int
-    count: int
-    event_ids: list[str | None] | None  # None: no event of the request has an id
-    rows: bytes
-    end: Position  # just past this record
-
-
-def encode_record(
-    project_id: int, received_at_us: int, count: int, event_ids: list[str | None], rows: bytes
-) -> bytes:
-    ids = orjson.dumps(event_ids) if any(i is not None for i in event_ids) else b""
-    payload = _HEADER.pack(project_id, received_at_us, count, len(ids)) + ids + rows
-    return _FRAME.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
-
-
-class CorruptRecord(Exception):
-    pass
-
-
-def decode_records(data: bytes, segment: int, start: int) -> Iterator[Record]:
-    """Complete records in ``data`` (read from ``start`` of ``segment``).
-
-    Stops silently at a record that runs past the end of ``data`` (the
-    caller reads more, or it is a torn tail); raises CorruptRecord at a bad
-    magic number or checksum, after yielding every good record before it.
-    """
-    pos = 0
-    while pos + _FRAME.size <= len(data):
-        magic, length, crc = _FRAME.unpack_from(data, pos)
-        if magic == PADDING:
-            return  # the preallocated, never written rest of the segment
-        if magic != MAGIC:
-            raise CorruptRecord(f"segment {segment} offset {start + pos}: bad record header")
-        end = pos + _FRAME.size + length
-        if end > len(data):
-            return
-        payload = data[pos + _FRAME.size : end]
-        if zlib.crc32(payload) != crc or length < _HEADER.size:
-            raise CorruptRecord(f"segment {segment} offset {start + pos}: checksum mismatch")
-        project_id, received_at_us, count, ids_len = _HEADER.unpack_from(payload)
-        ids_end = _HEADER.size + ids_len
-        ids = orjson.loads(payload[_HEADER.size : ids_end]) if ids_len else None
-        yield Record(
-            project_id,
-            received_at_us,
-            count,
-            ids,
-            payload[ids_end:],
-            Position(segment, start + end),
-        )
-        pos = end
-
-
-def starts_with_padding(data: bytes) -> bool:
-    return data[: len(PADDING)] == PADDING
-
-
-def record_size(data: bytes) -> int:
-    """Size of the record that starts ``data`` (0 if its header is incomplete)."""
-    if len(data) < _FRAME.size:
-        return 0
-    return _FRAME.size + int(_FRAME.unpack_from(data)[1])
 
 
 def segment_path(directory: Path, segment: int) -> Path:
@@ -147,10 +67,8 @@ def try_lock(directory: Path) -> int | None:
 @dataclass(slots=True)
 class _Waiting:
     data: bytes
-    at: float = field(default_factory=time.monotonic)  # when the request asked
-    done: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    at: float  # when the request asked (monotonic)
+    done: asyncio.Future[None]
 
 
 class Spool:
@@ -177,6 +95,7 @@ class Spool:
         self.durable_changed = asyncio.Event()
         self.drained_changed = asyncio.Event()  # pulsed by mark_drained()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop  # set by start()
         self._lock_fd: int | None = None
         self._fd = -1
         self._segment = 0
@@ -240,6 +159,7 @@ class Spool:
         self._durable = Position(self._segment, self._size)
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()  # asked once: Python 3.11 asks with getpid()
         self._task = asyncio.create_task(self._sync_loop())
 
     async def stop(self) -> None:
@@ -276,7 +196,7 @@ class Spool:
             raise SpoolFull("the spool is at its size limit")
         if self._pending_bytes + size > self._max_pending_bytes:
             raise SpoolFull("too many requests waiting for the disk")
-        waiting = _Waiting(record)
+        waiting = _Waiting(record, time.monotonic(), self._loop.create_future())
         self._waiting.append(waiting)
         self._pending_bytes += size
         self._wakeup.set()

@@ -13,13 +13,14 @@ import contextlib
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
 
+from eventbunker import _native
 from eventbunker._native import EVENT_COLUMNS
-from eventbunker.ingest.spool import Position, Record
+from eventbunker.ingest.spool import Position
 
 # Built once from our own column list (no user input reaches this text).
 COPY_EVENTS = (
@@ -33,6 +34,7 @@ CLAIM_EVENT_IDS = (
 )
 
 CounterKey = tuple[int, date]  # (project_id, UTC day of receipt)
+EPOCH = date(1970, 1, 1)
 
 
 @dataclass(slots=True)
@@ -52,10 +54,10 @@ class EventWriter:
         self._shard = shard
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
-    async def write_records(
-        self, spool_id: str, records: Sequence[Record], position: Position
+    async def write_batch(
+        self, spool_id: str, batch: _native.SpoolBatch, position: Position
     ) -> int:
-        """Store ``records`` and move ``spool_id``'s checkpoint to ``position``.
+        """Store ``batch`` and move ``spool_id``'s checkpoint to ``position``.
 
         Returns the number of events stored (retried ids are not). Raises
         if the transaction did not commit.
@@ -63,10 +65,17 @@ class EventWriter:
         conn = await self._connection()
         try:
             await conn.execute(b"BEGIN")
-            chunks, counts = await self._claim_ids(conn, records)
-            if chunks:
+            claimed = (
+                await claim_event_ids(conn, batch.event_ids()) if batch.has_event_ids else None
+            )
+            rows, counters = batch.select(claimed, time.time_ns() // 1000)
+            if rows:
                 async with conn.cursor() as cur, cur.copy(COPY_EVENTS) as copy:
-                    await copy.write(b"".join(chunks))
+                    await copy.write(rows)
+            counts = {
+                (project_id, EPOCH + timedelta(days=day)): Written(events, latency_sum, latency_max)
+                for project_id, day, events, latency_sum, latency_max in counters
+            }
             await conn.execute(_counters_checkpoint_commit(self._shard, counts, spool_id, position))
         except psycopg.OperationalError:
             await self.close()  # reconnect on the next batch
@@ -75,31 +84,6 @@ class EventWriter:
             await self._rollback()
             raise
         return sum(w.events for w in counts.values())
-
-    async def _claim_ids(
-        self, conn: psycopg.AsyncConnection[Any], records: Sequence[Record]
-    ) -> tuple[list[bytes], dict[CounterKey, Written]]:
-        """The rows to store and their counters, without already-stored ids."""
-        claimed = await claim_event_ids(
-            conn,
-            (
-                (record.project_id, event_id)
-                for record in records
-                for event_id in record.event_ids or ()
-                if event_id is not None
-            ),
-        )
-        now_us = time.time_ns() // 1000
-        chunks: list[bytes] = []
-        counts: dict[CounterKey, Written] = {}
-        for record in records:
-            rows, stored = keep_claimed(
-                record.rows, record.count, record.project_id, record.event_ids, claimed
-            )
-            if stored:
-                chunks.append(rows)
-                count_written(counts, record.project_id, record.received_at_us, stored, now_us)
-        return chunks, counts
 
     async def checkpoint(self, spool_id: str) -> Position | None:
         conn = await self._connection()
