@@ -62,8 +62,9 @@ def create_app(settings: Settings | None = None) -> IngestFirst:
 
     @get("/readyz", media_type=MediaType.JSON, summary="The database is reachable")
     async def readyz() -> Response[dict[str, Any]]:
-        """200 when the database answers; else 503, saying whether ingest still
-        accepts events into the spool."""
+        """200 when the database answers and ingest takes requests; else 503,
+        saying whether ingest still accepts events into the spool or is
+        shedding load (its queryable lag past --max-lag-seconds)."""
         state = ingest.state()
         try:
             await keys.ping()
@@ -71,6 +72,10 @@ def create_app(settings: Settings | None = None) -> IngestFirst:
             state["database"] = "unreachable"
             return Response(
                 {"status": "unavailable", **state}, status_code=503, headers={"Retry-After": "1"}
+            )
+        if state["shedding_load"]:
+            return Response(
+                {"status": "shedding", **state}, status_code=503, headers={"Retry-After": "1"}
             )
         return Response({"status": "ready", **state})
 
