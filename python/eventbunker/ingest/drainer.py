@@ -42,7 +42,7 @@ class Drainer:
         metrics: Metrics,
         *,
         interval_s: float = 0.05,
-        batch_bytes: int = 2 << 20,
+        batch_bytes: int = 1 << 20,
         idempotency_window_s: float = 48 * 3600,
     ) -> None:
         self._spool = spool
