@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 
@@ -67,7 +67,28 @@ def machine_busy_s() -> float:
     return (sum(values) - values[3] - values[4]) / CLOCK_TICKS
 
 
-class WaitSampler:
+class Periodic:
+    """A thread running ``_run`` (which waits on ``self._stop`` between samples)
+    while the context is open."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class WaitSampler(Periodic):
     """What the writing backend does, sampled from pg_stat_activity.
 
     The backend of the import (application_name ``eventbunker-import``) or of
@@ -86,20 +107,10 @@ class WaitSampler:
     )
 
     def __init__(self, conninfo: str, interval_s: float) -> None:
+        super().__init__(interval_s)
         self.conninfo = conninfo
-        self.interval_s = interval_s
         self.counts: dict[str, int] = {}
         self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> WaitSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def _run(self) -> None:
         with psycopg.connect(self.conninfo, autocommit=True) as conn:

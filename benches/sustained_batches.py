@@ -40,7 +40,7 @@ import psycopg
 from eventbunker.admin.projects import create_project
 from eventbunker.cluster import ManagedCluster
 from eventbunker.storage.migrate import migrate
-from pg_meter import Meter, export_rows, postmaster_pid, reset, run_baseline
+from pg_meter import Meter, Periodic, export_rows, postmaster_pid, reset, run_baseline
 from processes import free_port, serve_command, stop, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,30 +128,21 @@ def run_wrk(url: str, script: Path, duration: float, connections: int) -> Wrk:
     return Wrk(int(requests[1]), int(non_2xx[1]) if non_2xx else 0, seconds)
 
 
-class Sampler:
+class Sampler(Periodic):
     """Every 100 ms: the server's lag gauge and the events committed so far."""
 
     def __init__(self, url: str, conninfo: str, project_id: int) -> None:
+        super().__init__(SAMPLE_EVERY_S)
         self.url, self.conninfo, self.project_id = url, conninfo, project_id
         self.lags: list[float] = []
         self.stored: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def _run(self) -> None:
         with (
             httpx.Client(timeout=2) as http,
             psycopg.connect(self.conninfo, autocommit=True) as conn,
         ):
-            while not self._stop.wait(SAMPLE_EVERY_S):
+            while not self._stop.wait(self.interval_s):
                 self.lags.append(server_lag(http, self.url))
                 self.stored.append((time.monotonic(), committed(conn, self.project_id)))
 
