@@ -64,9 +64,12 @@ IPS = ["81.2.69.142", "81.2.69.160", "2001:480:10::1", "216.160.83.56", "89.160.
 NAMES = ["page_view", "page_view", "page_view", "add_to_cart", "search", "signup"]
 
 
-def batch_body(rng: random.Random, size: int) -> bytes:
+ID_MARK = "@@"  # replaced per request by the wrk script: unique event ids
+
+
+def batch_body(rng: random.Random, size: int, event_ids: bool = False) -> bytes:
     events = []
-    for _ in range(size):
+    for n in range(size):
         path = rng.choice(["/", "/products/42", "/cart", "/blog/launch", "/pricing"])
         events.append(
             {
@@ -78,6 +81,7 @@ def batch_body(rng: random.Random, size: int) -> bytes:
                 "plan": rng.choice(["free", "pro", "enterprise"]),
                 "cart_value": round(rng.uniform(1, 300), 2),
                 "session_id": f"{rng.getrandbits(64):016x}",
+                **({"event_id": f"{ID_MARK}-{n}"} if event_ids else {}),
             }
         )
     return orjson.dumps(events)
@@ -95,13 +99,24 @@ local bodies = {{
 {items}
 }}
 local n = 0
+local sent = 0
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
 function request()
   n = n % #bodies + 1
+  sent = sent + 1
+  local body = bodies[n][1]
+  if body:find("{ID_MARK}", 1, true) then
+    body = body:gsub("{ID_MARK}", (tid or 0) .. "-" .. sent)
+  end
   return wrk.format("POST", "/v1/events", {{
     ["Content-Type"] = "application/json",
     ["X-Api-Key"] = "{key}",
     ["User-Agent"] = bodies[n][2],
-  }}, bodies[n][1])
+  }}, body)
 end
 {pacing}"""
 
@@ -349,15 +364,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--probe-duration", type=float, default=20)
     parser.add_argument("--geoip-db", type=Path, default=GEOIP_DB)
+    parser.add_argument(
+        "--event-ids", action="store_true", help="a unique event_id on every event (SDKs send one)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk (or scripts/setup.sh)")
     rng = random.Random(11)
-    args.bodies = [batch_body(rng, args.batch) for _ in range(BODIES)]
+    args.bodies = [batch_body(rng, args.batch, args.event_ids) for _ in range(BODIES)]
     size = statistics.mean(len(b) for b in args.bodies)
     print(
         f"batches of {args.batch} events ({size / 1000:.1f} KB), {args.connections} connections,"
-        f" {args.duration:.0f} s, {args.workers} workers, GeoIP: {args.geoip_db.exists()}",
+        f" {args.duration:.0f} s, {args.workers} workers, GeoIP: {args.geoip_db.exists()},"
+        f" event ids: {'unique per event' if args.event_ids else 'none'}",
         flush=True,
     )
     rounds: list[Round] = []

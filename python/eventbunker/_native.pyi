@@ -199,6 +199,8 @@ class SpoolBatch:
         """Whether any event carries an ``event_id`` (then ids must be claimed)."""
     def event_ids(self) -> list[tuple[int, str]]:
         """Every ``(project_id, event_id)`` of the records, in order."""
+    def id_rows(self) -> bytes:
+        """Every ``(project_id, event_id)`` as ``COPY event_ids (project_id, event_id)`` rows."""
     def select(
         self, claimed: set[tuple[int, str]] | None, now_us: int
     ) -> tuple[bytes, list[tuple[int, int, int, float, float]]]:

@@ -455,6 +455,11 @@ impl PySpoolBatch {
         spool::event_ids(&self.infos)
     }
 
+    /// Every (project_id, event_id) as `COPY event_ids (project_id, event_id)` text rows.
+    fn id_rows<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &spool::id_rows(&self.infos))
+    }
+
     /// The rows to COPY and, per (project_id, day since 1970-01-01 UTC), the
     /// stored events with their receipt-to-`now_us` latency summed and maxed
     /// (milliseconds). With `claimed`, events whose id is not in it are left

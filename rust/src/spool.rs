@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use crate::ingest::json::{self, JsonLimits, Node};
+use crate::ingest::lines::write_id_row;
 
 pub const MAGIC: &[u8; 2] = b"EB";
 /// What a preallocated, never written part of a segment reads as.
@@ -213,6 +214,18 @@ pub fn event_ids(records: &[RecordInfo]) -> Vec<(i64, String)> {
         .collect()
 }
 
+/// Every (project, event id) of the records as `COPY event_ids (project_id,
+/// event_id)` text rows: claiming them all with one COPY is the common case.
+pub fn id_rows(records: &[RecordInfo]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for record in records {
+        for id in record.event_ids.iter().flatten().flatten() {
+            write_id_row(&mut out, record.project_id, id);
+        }
+    }
+    out
+}
+
 /// The rows to COPY and their counters. With `claimed`, an event whose id is
 /// not in it (stored already: a retry) is left out, and an id is stored by its
 /// first occurrence only; events without an id are always kept.
@@ -334,6 +347,7 @@ mod tests {
         let data = [a, b, c].concat();
         let (records, _, _) = decode(&data, 1, 0);
         assert_eq!(event_ids(&records).len(), 3);
+        assert_eq!(id_rows(&records), b"1\tx\n1\tx\n1\ty\n");
         let claimed: HashSet<(i64, String)> = [(1, "x".to_owned()), (1, "y".to_owned())].into();
         let (rows, counters) = select(&data, &records, Some(claimed), day + 5_000);
         assert_eq!(rows, b"x\nn\ny\np2\n");

