@@ -476,7 +476,15 @@ impl PySpoolBatch {
         let (rows, counters) = spool::select(data, &self.infos, claimed, now_us);
         let counters = counters
             .into_iter()
-            .map(|c| (c.project_id, c.day, c.events, c.latency_ms_sum, c.latency_ms_max))
+            .map(|c| {
+                (
+                    c.project_id,
+                    c.day,
+                    c.events,
+                    c.latency_ms_sum,
+                    c.latency_ms_max,
+                )
+            })
             .collect();
         (PyBytes::new(py, &rows), counters)
     }

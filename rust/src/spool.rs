@@ -301,7 +301,10 @@ mod tests {
         assert_eq!(stop, Stop::End);
         assert_eq!(records.len(), 1);
         let r = &records[0];
-        assert_eq!((r.project_id, r.received_at_us, r.count), (7, 1_700_000_000_000_000, 2));
+        assert_eq!(
+            (r.project_id, r.received_at_us, r.count),
+            (7, 1_700_000_000_000_000, 2)
+        );
         assert_eq!(&record[r.rows.clone()], b"r1\nr2\n");
         assert_eq!(r.event_ids, Some(event_ids));
     }
@@ -320,7 +323,10 @@ mod tests {
         let mut data = [one.clone(), one.clone()].concat();
         data.extend_from_slice(&[0; 64]);
         let (records, used, stop) = decode(&data, 1, 0);
-        assert_eq!((records.len(), used, stop), (2, 2 * one.len(), Stop::Padding));
+        assert_eq!(
+            (records.len(), used, stop),
+            (2, 2 * one.len(), Stop::Padding)
+        );
 
         let torn = &data[..one.len() + 12];
         let (records, used, stop) = decode(torn, 1, 0);
@@ -352,7 +358,10 @@ mod tests {
         let (rows, counters) = select(&data, &records, Some(claimed), day + 5_000);
         assert_eq!(rows, b"x\nn\ny\np2\n");
         assert_eq!(counters.len(), 2);
-        assert_eq!((counters[0].project_id, counters[0].day, counters[0].events), (1, 20_000, 3));
+        assert_eq!(
+            (counters[0].project_id, counters[0].day, counters[0].events),
+            (1, 20_000, 3)
+        );
         // 4 ms for the first record's two events, 2 ms for the one kept of the second.
         assert!((counters[0].latency_ms_sum - 10.0).abs() < 1e-9);
         assert!((counters[0].latency_ms_max - 4.0).abs() < 1e-9);
