@@ -499,14 +499,14 @@ def test_malformed_urls_and_huge_query_strings_never_fail_an_event(
 
 
 def test_enrichment_settings_from_flags_and_environment() -> None:
-    from eventbunker.cli import _settings, build_parser
-    from eventbunker.config import Settings
+    from eventbunker.cli import build_parser
+    from eventbunker.config import Settings, from_args
     from eventbunker.ingest.enrichment import proxy_list
 
     args = build_parser().parse_args(
         ["serve", "--geoip-db", "x.mmdb", "--trusted-proxies", "10.0.0.0/8, ::1", "--anonymize-ip"]
     )
-    settings = _settings(args)
+    settings = from_args(args)
     assert (settings.geoip_db, settings.anonymize_ip) == ("x.mmdb", True)
     assert proxy_list(settings.trusted_proxies) == ["10.0.0.0/8", "::1"]
     assert proxy_list(" 127.0.0.1 10.0.0.0/8,,fd00::/8 ") == ["127.0.0.1", "10.0.0.0/8", "fd00::/8"]

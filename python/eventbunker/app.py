@@ -20,7 +20,7 @@ from litestar.openapi import OpenAPIConfig
 from eventbunker.admin.api import admin_handlers
 from eventbunker.admin.store import AdminStore
 from eventbunker.bulk.endpoint import ImportEndpoint
-from eventbunker.config import Settings
+from eventbunker.config import UNSET_PATH, Settings
 from eventbunker.errors import error_document
 from eventbunker.ingest.auth import KeyCache
 from eventbunker.ingest.endpoint import IngestEndpoint
@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None) -> IngestFirst:
             "EVENTBUNKER_DATABASE_URL is not set; start the server with `eventbunker serve`"
         )
     conninfo = settings.database_url
-    metrics = Metrics(settings.runtime_dir if str(settings.runtime_dir) not in ("", ".") else None)
+    metrics = Metrics(settings.runtime_dir if settings.runtime_dir != UNSET_PATH else None)
     keys = KeyCache(conninfo, refresh_interval_s=settings.auth_refresh_ms / 1000)
     ingest = IngestPipeline(settings, keys, metrics)
     imports = ImportEndpoint(

@@ -7,7 +7,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,20 +24,8 @@ from eventbunker.bulk.client import (
     import_file,
 )
 from eventbunker.bulk.sources import FORMATS
-from eventbunker.config import Settings
+from eventbunker.config import add_flags, from_args
 from eventbunker.database import open_database
-
-
-def _database_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument(
-        "--database-url", help="PostgreSQL+TimescaleDB URL (env EVENTBUNKER_DATABASE_URL)"
-    )
-    group.add_argument(
-        "--data-dir",
-        type=Path,
-        help="managed local cluster directory (env EVENTBUNKER_DATA_DIR; default .eventbunker)",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,46 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the HTTP server")
-    _database_flags(serve)
-    serve.add_argument("--host", help="address to bind (env EVENTBUNKER_HOST; default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (env EVENTBUNKER_PORT; default 8000)")
-    serve.add_argument("--workers", type=int, help="worker processes (default: one per core)")
-    serve.add_argument("--max-body-bytes", type=int, help="request body limit (default 1 MiB)")
-    serve.add_argument("--max-batch-events", type=int, help="events per request (default 1000)")
-    serve.add_argument("--max-json-depth", type=int, help="deepest JSON nesting (default 32)")
-    serve.add_argument(
-        "--max-string-bytes", type=int, help="longest JSON string, in bytes (default 65536)"
-    )
-    serve.add_argument(
-        "--spool-dir", type=Path, help="write-ahead spool (default <data-dir>/spool)"
-    )
-    serve.add_argument(
-        "--spool-max-bytes", type=int, help="spool size past which ingest answers 503 (1 GiB)"
-    )
-    serve.add_argument(
-        "--max-lag-seconds",
-        type=float,
-        help="queryable lag past which ingest answers 503 overloaded (env"
-        " EVENTBUNKER_MAX_LAG_SECONDS; default 2)",
-    )
-    serve.add_argument("--geoip-db", help="MaxMind .mmdb file (env EVENTBUNKER_GEOIP_DB)")
-    serve.add_argument(
-        "--trusted-proxies",
-        help="addresses/CIDRs, comma-separated, whose X-Forwarded-For is believed"
-        " (env EVENTBUNKER_TRUSTED_PROXIES)",
-    )
-    serve.add_argument(
-        "--anonymize-ip",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="store ip with the last IPv4 octet / IPv6 80 bits zeroed, after the GeoIP"
-        " lookup (env EVENTBUNKER_ANONYMIZE_IP)",
-    )
-    serve.add_argument(
-        "--query-timeout-ms",
-        type=int,
-        help="time limit of one query; 503 beyond (env EVENTBUNKER_QUERY_TIMEOUT_MS; 10000)",
-    )
+    add_flags(serve)
     serve.add_argument(
         "--quickstart",
         action="store_true",
@@ -100,22 +48,22 @@ def build_parser() -> argparse.ArgumentParser:
     project_create.add_argument(
         "--account", type=int, help="owning account id (default: the 'default' account)"
     )
-    _database_flags(project_create)
+    add_flags(project_create, database_only=True)
 
     account = commands.add_parser("account", help="manage accounts").add_subparsers(
         dest="action", required=True
     )
     account_create = account.add_parser("create", help="create an account and its admin key")
     account_create.add_argument("name")
-    _database_flags(account_create)
+    add_flags(account_create, database_only=True)
     admin_key = account.add_parser(
         "admin-key", help="create another admin key (web app, admin API) for an account"
     )
     admin_key.add_argument("--account", type=int, required=True, help="account id")
-    _database_flags(admin_key)
+    add_flags(admin_key, database_only=True)
     admin_key_revoke = account.add_parser("revoke-admin-key", help="revoke an admin key")
     admin_key_revoke.add_argument("admin_key_id", type=int)
-    _database_flags(admin_key_revoke)
+    add_flags(admin_key_revoke, database_only=True)
 
     key = commands.add_parser("key", help="manage API keys").add_subparsers(
         dest="action", required=True
@@ -124,10 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     key_create.add_argument("--project", type=int, required=True, help="project id")
     key_create.add_argument("--kind", choices=KEY_KINDS, required=True)
     key_create.add_argument("--customer-identifier")
-    _database_flags(key_create)
+    add_flags(key_create, database_only=True)
     key_revoke = key.add_parser("revoke", help="revoke a key")
     key_revoke.add_argument("key_id", type=int)
-    _database_flags(key_revoke)
+    add_flags(key_revoke, database_only=True)
     _import_parser(commands)
     return parser
 
@@ -143,12 +91,8 @@ def _import_parser(commands: Any) -> None:
     bulk.add_argument("file", help=".ndjson, .jsonl or .json array, maybe gzipped; - for stdin")
     target = bulk.add_mutually_exclusive_group()
     target.add_argument("--url", help=f"server URL (env EVENTBUNKER_URL; default {DEFAULT_URL})")
-    target.add_argument(
-        "--database-url", help="write to this database directly instead of over HTTP"
-    )
-    target.add_argument(
-        "--data-dir", type=Path, help="write directly to the managed cluster in this directory"
-    )
+    # --database-url / --data-dir: write to the database directly instead of over HTTP.
+    add_flags(bulk, database_only=True, database_group=target)
     bulk.add_argument("--key", help="write key (env EVENTBUNKER_KEY)")
     bulk.add_argument(
         "--import-id",
@@ -185,33 +129,8 @@ def _import_parser(commands: Any) -> None:
     )
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    names = (
-        "host",
-        "port",
-        "workers",
-        "database_url",
-        "data_dir",
-        "max_body_bytes",
-        "max_batch_events",
-        "max_json_depth",
-        "max_string_bytes",
-        "spool_dir",
-        "spool_max_bytes",
-        "max_lag_seconds",
-        "geoip_db",
-        "trusted_proxies",
-        "anonymize_ip",
-        "query_timeout_ms",
-    )
-    overrides = {name: getattr(args, name, None) for name in names}
-    if overrides.get("data_dir") is not None:
-        overrides["database_url"] = ""  # an explicit --data-dir wins over the environment
-    return Settings.from_env(**overrides)
-
-
 def _admin(args: argparse.Namespace, action: Callable[[psycopg.Connection[Any]], Any]) -> int:
-    with open_database(_settings(args)) as conninfo, psycopg.connect(conninfo) as conn:
+    with open_database(from_args(args)) as conninfo, psycopg.connect(conninfo) as conn:
         try:
             result = action(conn)
         except AdminError as exc:
@@ -241,7 +160,7 @@ def _import(args: argparse.Namespace) -> int:
         )
 
     if args.database_url or args.data_dir:
-        settings = _settings(args)
+        settings = from_args(args)
         with open_database(settings) as conninfo:
             return run(DirectTransport(conninfo, key, settings))
     url = args.url or os.environ.get("EVENTBUNKER_URL") or DEFAULT_URL
@@ -261,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from eventbunker.server import serve  # Granian only where it is needed
 
-        serve(_settings(args), quickstart=args.quickstart)
+        serve(from_args(args), quickstart=args.quickstart)
         return 0
     if args.command == "import":
         return _import(args)

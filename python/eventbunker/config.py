@@ -1,4 +1,10 @@
-"""Settings: every one is a command-line flag and an ``EVENTBUNKER_*`` variable.
+"""Settings: one definition per setting, from which everything else is made.
+
+Each field of ``Settings`` is declared once, with ``setting(default, help)``;
+the ``serve`` flag (``--max-body-bytes``), the environment variable
+(``EVENTBUNKER_MAX_BODY_BYTES``), the ``--help`` text and the parsing of both
+are generated from it (``add_flags``, ``Settings.from_env``). Adding a setting
+is adding one field here.
 
 Granian starts each worker in its own process, so the CLI exports the resolved
 settings into the environment and every worker rebuilds them with ``from_env``.
@@ -6,54 +12,83 @@ settings into the environment and every worker rebuilds them with ``from_env``.
 
 from __future__ import annotations
 
+import argparse
 import os
-from dataclasses import dataclass, fields
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "EVENTBUNKER_"
+UNSET_PATH = Path()  # a Path setting left to its derived default
+DEFAULT_DATA_DIR = Path(".eventbunker")
+
+
+def setting(default: Any, help: str, *, database: bool = False) -> Any:
+    """One setting: its default and its ``--help`` line.
+
+    ``database`` marks the settings that choose the database; the admin
+    commands take those flags too (and only those).
+    """
+    return field(default=default, metadata={"help": help, "database": database})
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 0  # 0: one per core
-    database_url: str = ""  # empty: the managed cluster under data_dir
-    data_dir: Path = Path(".eventbunker")
-    # Directory shared by the workers of one server (metrics snapshots).
-    runtime_dir: Path = Path()
+    host: str = setting("127.0.0.1", "address to bind")
+    port: int = setting(8000, "TCP port")
+    workers: int = setting(0, "worker processes (0: one per core)")
+    database_url: str = setting(
+        "",
+        "PostgreSQL+TimescaleDB URL (empty: the managed cluster under --data-dir)",
+        database=True,
+    )
+    data_dir: Path = setting(DEFAULT_DATA_DIR, "managed local cluster directory", database=True)
+    runtime_dir: Path = setting(
+        UNSET_PATH, "directory the workers of one server share (metrics); default: a temporary one"
+    )
     # Request limits.
-    max_body_bytes: int = 1_048_576
-    max_batch_events: int = 1000
-    max_json_depth: int = 32
-    max_string_bytes: int = 65_536
-    # Write-ahead spool (default: <data_dir>/spool): a 202 means fsynced here.
-    spool_dir: Path = Path()
-    spool_max_bytes: int = 1 << 30  # past this (e.g. database down): 503
-    spool_max_pending_bytes: int = 32 << 20  # waiting for the disk, per worker
-    spool_segment_bytes: int = 16 << 20  # drained segments are deleted whole
-    # Spool -> TimescaleDB: wait this long for more records before a COPY.
-    drain_interval_ms: float = 50.0
-    # Queryable lag bound: while the database is reachable, ingest answers 503
-    # (overloaded) rather than let an acknowledged event wait longer than this.
-    max_lag_seconds: float = 2.0
-    idempotency_window_hours: float = 48.0
-    # How often each worker re-checks its cached keys (revocation visibility).
-    auth_refresh_ms: int = 250
-    geoip_db: str = ""
-    # Queries and deletes: per-statement time limits (503 beyond) and the
-    # connections each worker keeps for them.
-    query_timeout_ms: int = 10_000
-    delete_timeout_ms: int = 300_000
-    query_pool_size: int = 4
-    trusted_proxies: str = ""
-    # Store `ip` with the last IPv4 octet / last 80 IPv6 bits zeroed (after
-    # the GeoIP lookup).
-    anonymize_ip: bool = False
+    max_body_bytes: int = setting(1_048_576, "request body limit, in bytes")
+    max_batch_events: int = setting(1000, "events per request")
+    max_json_depth: int = setting(32, "deepest JSON nesting")
+    max_string_bytes: int = setting(65_536, "longest JSON string, in bytes")
+    # Write-ahead spool: a 202 means fsynced here.
+    spool_dir: Path = setting(UNSET_PATH, "write-ahead spool directory (default: <data-dir>/spool)")
+    spool_max_bytes: int = setting(
+        1 << 30, "spool size past which ingest answers 503 (e.g. database down)"
+    )
+    spool_max_pending_bytes: int = setting(
+        32 << 20, "bytes per worker waiting for the disk before ingest answers 503"
+    )
+    spool_segment_bytes: int = setting(
+        16 << 20, "spool segment size; drained segments are deleted whole"
+    )
+    drain_interval_ms: float = setting(
+        50.0, "spool -> TimescaleDB: wait this long for more records before a COPY"
+    )
+    max_lag_seconds: float = setting(
+        2.0,
+        "queryable lag bound: while the database is reachable, ingest answers 503"
+        " (overloaded) rather than let an acknowledged event wait longer",
+    )
+    idempotency_window_hours: float = setting(
+        48.0, "how long an event id is remembered for deduplication"
+    )
+    auth_refresh_ms: int = setting(
+        250, "how often each worker re-checks its cached keys (revocation visibility)"
+    )
+    geoip_db: str = setting("", "MaxMind .mmdb file for IP -> geo (empty: no geo)")
+    query_timeout_ms: int = setting(10_000, "time limit of one query; 503 beyond")
+    delete_timeout_ms: int = setting(300_000, "time limit of one delete; 503 beyond")
+    query_pool_size: int = setting(4, "database connections per worker for queries and deletes")
+    trusted_proxies: str = setting(
+        "", "addresses/CIDRs, comma-separated, whose X-Forwarded-For is believed"
+    )
+    anonymize_ip: bool = setting(
+        False, "store ip with the last IPv4 octet / IPv6 80 bits zeroed, after the GeoIP lookup"
+    )
 
     def __post_init__(self) -> None:
-        if self.spool_dir == Path():
+        if self.spool_dir == UNSET_PATH:
             object.__setattr__(self, "spool_dir", self.data_dir / "spool")
 
     @property
@@ -64,23 +99,74 @@ class Settings:
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for field in fields(cls):
-            raw = env.get(ENV_PREFIX + field.name.upper())
+        for item in fields(cls):
+            raw = env.get(env_name(item))
             if raw is not None and raw != "":
-                values[field.name] = _convert(field.type, raw, field.name)
+                values[item.name] = _convert(item, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
     def to_env(self) -> dict[str, str]:
-        return {
-            ENV_PREFIX + field.name.upper(): str(getattr(self, field.name))
-            for field in fields(self)
-        }
+        return {env_name(item): str(getattr(self, item.name)) for item in fields(self)}
 
 
-def _convert(type_name: object, raw: str, name: str) -> Any:
+def env_name(item: Field[Any]) -> str:
+    return ENV_PREFIX + item.name.upper()
+
+
+def flag_name(item: Field[Any]) -> str:
+    return "--" + item.name.replace("_", "-")
+
+
+def add_flags(
+    parser: argparse.ArgumentParser,
+    *,
+    database_only: bool = False,
+    database_group: Any = None,
+) -> None:
+    """Add one flag per setting (``database_only``: the database choice only).
+
+    The database flags exclude each other (in ``database_group`` if given).
+    Flags default to ``None`` so that an unset flag leaves the environment's
+    value (or the field default) in place: see ``from_args``.
+    """
+    group = database_group or parser.add_mutually_exclusive_group()
+    for item in fields(Settings):
+        if database_only and not item.metadata["database"]:
+            continue
+        target: Any = group if item.metadata["database"] else parser
+        default = item.default
+        shown = "" if default in ("", UNSET_PATH) else f"; default {default}"
+        help_text = f"{item.metadata['help']} (env {env_name(item)}{shown})"
+        kind = _kind(item)
+        if kind == "bool":
+            target.add_argument(
+                flag_name(item),
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
+            continue
+        convert: Any = {"int": int, "float": float, "Path": Path}.get(kind, str)
+        target.add_argument(flag_name(item), type=convert, metavar=kind.upper(), help=help_text)
+
+
+def from_args(args: argparse.Namespace) -> Settings:
+    """Settings from parsed flags over the environment over the defaults."""
+    overrides = {item.name: getattr(args, item.name, None) for item in fields(Settings)}
+    if overrides.get("data_dir") is not None:
+        overrides["database_url"] = ""  # an explicit --data-dir wins over the environment
+    return Settings.from_env(**overrides)
+
+
+def _kind(item: Field[Any]) -> str:
     # `from __future__ import annotations` leaves field types as strings.
-    kind = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", "")
+    kind = item.type
+    return kind if isinstance(kind, str) else getattr(kind, "__name__", "")
+
+
+def _convert(item: Field[Any], raw: str) -> Any:
+    kind = _kind(item)
     try:
         if kind == "int":
             return int(raw)
@@ -91,7 +177,7 @@ def _convert(type_name: object, raw: str, name: str) -> Any:
         if kind == "bool":
             return _bool(raw)
     except ValueError as exc:
-        raise SystemExit(f"{ENV_PREFIX}{name.upper()}: {exc}") from exc
+        raise SystemExit(f"{env_name(item)}: {exc}") from exc
     return raw
 
 

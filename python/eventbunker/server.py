@@ -13,7 +13,7 @@ from granian import Granian
 from granian.constants import Interfaces
 
 from eventbunker.admin.projects import create_key, create_project
-from eventbunker.config import Settings
+from eventbunker.config import UNSET_PATH, Settings
 from eventbunker.database import open_database
 from eventbunker.ingest.enrichment import check_and_log
 
@@ -24,8 +24,9 @@ def serve(settings: Settings, *, quickstart: bool = False) -> None:
     check_and_log(settings)  # a bad GeoIP database or proxy list stops us here
     with (
         open_database(settings, own_cluster=True) as conninfo,
-        tempfile.TemporaryDirectory(prefix="eventbunker-run-") as runtime_dir,
+        tempfile.TemporaryDirectory(prefix="eventbunker-run-") as temporary_dir,
     ):
+        runtime_dir = settings.runtime_dir if settings.runtime_dir != UNSET_PATH else temporary_dir
         if quickstart:
             print_first_event_hint(conninfo, settings)
         worker_settings = replace(settings, database_url=conninfo, runtime_dir=Path(runtime_dir))
