@@ -21,7 +21,7 @@ from eventbunker.admin.api import admin_handlers
 from eventbunker.admin.store import AdminStore
 from eventbunker.bulk.endpoint import ImportEndpoint
 from eventbunker.config import UNSET_PATH, Settings
-from eventbunker.errors import error_document
+from eventbunker.errors import ErrorCode, error_document
 from eventbunker.ingest.auth import KeyCache
 from eventbunker.ingest.endpoint import IngestEndpoint
 from eventbunker.ingest.pipeline import IngestPipeline
@@ -143,7 +143,7 @@ class IngestFirst:
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     """Litestar's own errors (404, 405, validation) in the API's error shape."""
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
+    code = ErrorCode.for_status(exc.status_code)
     details = exc.extra if isinstance(exc.extra, list) else None
     return Response(
         error_document(code, exc.detail, details),

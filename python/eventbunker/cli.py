@@ -26,6 +26,7 @@ from eventbunker.bulk.client import (
 from eventbunker.bulk.sources import FORMATS
 from eventbunker.config import add_flags, from_args
 from eventbunker.database import open_database
+from eventbunker.errors import ErrorCode, error_body
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,8 +135,7 @@ def _admin(args: argparse.Namespace, action: Callable[[psycopg.Connection[Any]],
         try:
             result = action(conn)
         except AdminError as exc:
-            error = {"error": {"code": "invalid_request", "message": str(exc), "details": []}}
-            sys.stderr.write(orjson.dumps(error).decode() + "\n")
+            sys.stderr.write(error_body(ErrorCode.INVALID_REQUEST, str(exc)).decode() + "\n")
             return 1
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
     return 0

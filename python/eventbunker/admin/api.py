@@ -14,7 +14,6 @@ shape, ``{"error": {"code", "message", "details"}}``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -25,33 +24,16 @@ from eventbunker.admin import accounts, usage
 from eventbunker.admin.accounts import AdminKey, AdminKeyStatus, NotFound
 from eventbunker.admin.projects import AdminError
 from eventbunker.admin.store import AdminStore, StorageUnavailable
-from eventbunker.errors import error_body
+from eventbunker.errors import ErrorCode, Refusal, field_detail
 
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal(Exception):
-    status: int
-    code: str
-    message: str
-    field: str | None = None
-
-    def response(self) -> Response[bytes]:
-        details = (
-            [{"index": None, "field": self.field, "message": self.message}] if self.field else None
-        )
-        headers = dict(NO_STORE)
-        if self.status == 401:
-            headers["WWW-Authenticate"] = 'Bearer realm="eventbunker-admin"'
-        if self.status == 503:
-            headers["Retry-After"] = "1"
-        return Response(
-            error_body(self.code, self.message, details),
-            status_code=self.status,
-            media_type=MediaType.JSON,
-            headers=headers,
-        )
+def refused(refusal: Refusal) -> Response[bytes]:
+    headers = dict(NO_STORE)
+    if refusal.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="eventbunker-admin"'
+    return refusal.response(headers)
 
 
 def bearer_secret(request: Request[Any, Any, Any]) -> str | None:
@@ -63,17 +45,17 @@ def bearer_secret(request: Request[Any, Any, Any]) -> str | None:
 
 async def authenticate(store: AdminStore, secret: str | None) -> AdminKey:
     if not secret:
-        raise Refusal(401, "missing_key", "send an account admin key in Authorization: Bearer")
+        raise Refusal(ErrorCode.MISSING_KEY, "send an account admin key in Authorization: Bearer")
     result = await store.run(accounts.authenticate_admin, secret)
     if isinstance(result, AdminKey):
         return result
     if result == AdminKeyStatus.PROJECT_KEY:
         raise Refusal(
-            403, "wrong_key_kind", "a project key cannot use the admin API: use an admin key"
+            ErrorCode.WRONG_KEY_KIND, "a project key cannot use the admin API: use an admin key"
         )
     if result == AdminKeyStatus.REVOKED:
-        raise Refusal(403, "revoked_key", "this admin key was revoked")
-    raise Refusal(401, "unknown_key", "this key does not exist")
+        raise Refusal(ErrorCode.REVOKED_KEY, "this admin key was revoked")
+    raise Refusal(ErrorCode.UNKNOWN_KEY, "this key does not exist")
 
 
 def _json(answer: Any, status: int = 200) -> Response[bytes]:
@@ -87,9 +69,17 @@ async def _object_body(request: Request[Any, Any, Any]) -> dict[str, Any]:
     try:
         body = orjson.loads(raw or b"{}")
     except orjson.JSONDecodeError as exc:
-        raise Refusal(400, "malformed_json", f"the body is not valid JSON: {exc}", "body") from None
+        raise Refusal(
+            ErrorCode.MALFORMED_JSON,
+            f"the body is not valid JSON: {exc}",
+            field_detail("body", f"the body is not valid JSON: {exc}"),
+        ) from None
     if not isinstance(body, dict):
-        raise Refusal(400, "invalid_request", "the body must be a JSON object", "body")
+        raise Refusal(
+            ErrorCode.INVALID_REQUEST,
+            "the body must be a JSON object",
+            field_detail("body", "the body must be a JSON object"),
+        )
     return body
 
 
@@ -98,7 +88,11 @@ def _string(body: dict[str, Any], field: str, *, required: bool) -> str | None:
     if value is None and not required:
         return None
     if not isinstance(value, str):
-        raise Refusal(400, "invalid_request", f"{field} must be a string", field)
+        raise Refusal(
+            ErrorCode.INVALID_REQUEST,
+            f"{field} must be a string",
+            field_detail(field, f"{field} must be a string"),
+        )
     return value
 
 
@@ -117,13 +111,13 @@ class AdminApi:
             admin = await authenticate(self._store, bearer_secret(request))
             return _json(await action(admin), status)
         except Refusal as refusal:
-            return refusal.response()
+            return refused(refusal)
         except NotFound as exc:
-            return Refusal(404, "not_found", str(exc)).response()
+            return refused(Refusal(ErrorCode.NOT_FOUND, str(exc)))
         except AdminError as exc:
-            return Refusal(400, "invalid_request", str(exc)).response()
+            return refused(Refusal(ErrorCode.INVALID_REQUEST, str(exc)))
         except StorageUnavailable:
-            return Refusal(503, "storage_unavailable", "the database cannot answer now").response()
+            return refused(Refusal(ErrorCode.STORAGE_UNAVAILABLE, "the database cannot answer now"))
 
     def _make_handlers(self) -> list[HTTPRouteHandler]:
         store = self._store
@@ -230,7 +224,9 @@ class AdminApi:
                 if raw_project:
                     if not raw_project.isdigit():
                         raise Refusal(
-                            400, "invalid_request", "project_id must be an integer", "project_id"
+                            ErrorCode.INVALID_REQUEST,
+                            "project_id must be an integer",
+                            field_detail("project_id", "project_id must be an integer"),
                         )
                     project_id = int(raw_project)
                 return await store.run(usage.usage, admin.account_id, start, end, project_id)

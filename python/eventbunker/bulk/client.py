@@ -33,7 +33,7 @@ import psycopg
 from eventbunker.bulk.progress import Progress, choose_mode
 from eventbunker.bulk.sources import STDIN, Format, Source, SourceError, default_import_id
 from eventbunker.config import Settings
-from eventbunker.errors import Refusal
+from eventbunker.errors import ErrorCode, Refusal
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 IMPORT_PATH = "/v1/events/import"
@@ -125,7 +125,7 @@ class HttpTransport:
             raise _network_error(exc, self.target) from None
         finally:
             conn.close()
-        if status == 404 and _code(_document(body)) == "import_not_found":
+        if status == 404 and _code(_document(body)) == ErrorCode.IMPORT_NOT_FOUND:
             return None
         return _answer(status, body, retry_after)
 

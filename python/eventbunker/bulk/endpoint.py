@@ -14,7 +14,7 @@ import psycopg
 
 from eventbunker import _native
 from eventbunker.bulk.job import ClientGone, ImportFailed, ImportJob, import_progress
-from eventbunker.errors import Refusal, error_document
+from eventbunker.errors import ErrorCode, Refusal, error_body, error_document
 from eventbunker.ingest.auth import ApiKey, KeyCache
 from eventbunker.ingest.endpoint import (
     PREFLIGHT_HEADERS,
@@ -72,7 +72,7 @@ class ImportEndpoint:
             await respond(send, 204, b"", PREFLIGHT_HEADERS)
             return
         if method.encode() not in allowed.split(b", "):
-            body = orjson.dumps(error_document("method_not_allowed", f"use {allowed.decode()}"))
+            body = error_body(ErrorCode.METHOD_NOT_ALLOWED, f"use {allowed.decode()}")
             await respond(send, 405, body, [(b"allow", allowed)])
             return
         headers = header_map(scope)
@@ -93,12 +93,12 @@ class ImportEndpoint:
         media_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
         if media_type not in MEDIA_TYPES:
             raise Refusal(
-                415, "unsupported_media_type", "send NDJSON (application/x-ndjson) or text/plain"
+                ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send NDJSON (application/x-ndjson) or text/plain"
             )
         import_id = headers.get(b"x-import-id")
         first_line = headers.get(b"x-import-first-line", b"1").strip()
         if not first_line.isdigit():
-            raise Refusal(400, "invalid_first_line", "X-Import-First-Line must be a line number")
+            raise Refusal(ErrorCode.INVALID_FIRST_LINE, "X-Import-First-Line must be a line number")
         job = ImportJob(
             self._conninfo,
             key,
@@ -129,10 +129,10 @@ class ImportEndpoint:
                 answer = await import_progress(conn, key.project_id, import_id)
         except (psycopg.Error, OSError):
             raise Refusal(
-                503, "storage_unavailable", "cannot read the import now; retry", retry_after=True
+                ErrorCode.STORAGE_UNAVAILABLE, "cannot read the import now; retry"
             ) from None
         if answer is None:
-            raise Refusal(404, "import_not_found", f"no import {import_id!r} in this project")
+            raise Refusal(ErrorCode.IMPORT_NOT_FOUND, f"no import {import_id!r} in this project")
         return answer
 
 

@@ -29,7 +29,7 @@ from psycopg.types.json import Jsonb
 from eventbunker import _native
 from eventbunker.bulk.body import BodyError, GzipStream, LineChunker, LongLine, skip_lines
 from eventbunker.config import Settings
-from eventbunker.errors import Refusal
+from eventbunker.errors import ErrorCode, Refusal
 from eventbunker.ingest.auth import ApiKey, KeyCache
 from eventbunker.ingest.enrichment import build_enricher
 from eventbunker.ingest.pipeline import COUNTER_SHARDS, limits_of
@@ -138,8 +138,7 @@ class _End:
 def check_import_id(import_id: str | None) -> None:
     if import_id is not None and not IMPORT_ID.fullmatch(import_id):
         raise Refusal(
-            400,
-            "invalid_import_id",
+            ErrorCode.INVALID_IMPORT_ID,
             "X-Import-Id must be 1 to 128 characters of letters, digits and . _ : -",
         )
 
@@ -159,9 +158,9 @@ class ImportJob:
     ) -> None:
         check_import_id(import_id)
         if first_line < 1:
-            raise Refusal(400, "invalid_first_line", "X-Import-First-Line must be at least 1")
+            raise Refusal(ErrorCode.INVALID_FIRST_LINE, "X-Import-First-Line must be at least 1")
         if import_id is None and first_line != 1:
-            raise Refusal(400, "invalid_first_line", "X-Import-First-Line needs an X-Import-Id")
+            raise Refusal(ErrorCode.INVALID_FIRST_LINE, "X-Import-First-Line needs an X-Import-Id")
         self._conninfo = conninfo
         self._key = key
         self._limits = limits
@@ -222,8 +221,7 @@ class ImportJob:
         if self._first_line > committed + 1:
             raise self._failed(
                 Refusal(
-                    409,
-                    "import_gap",
+                    ErrorCode.IMPORT_GAP,
                     f"import {self._import_id} has committed lines up to {committed}:"
                     f" send from line {committed + 1}, not {self._first_line}",
                 )
@@ -273,12 +271,12 @@ class ImportJob:
             for item in chunker.whole_lines():
                 await handle(item)
             if isinstance(exc, BodyError):
-                failure = Refusal(400, "invalid_gzip", str(exc))
+                failure = Refusal(ErrorCode.INVALID_GZIP, str(exc))
             else:
-                failure = Refusal(400, "client_disconnected", "the client went away")
+                failure = Refusal(ErrorCode.CLIENT_DISCONNECTED, "the client went away")
         except Exception:
             log.exception("import %s: reading the body failed", self._import_id)
-            failure = Refusal(500, "internal_error", "the import failed; see the server log")
+            failure = Refusal(ErrorCode.INTERNAL_ERROR, "the import failed; see the server log")
         await queue.put(_End(failure))
 
     def _skipped_only(self, next_line: int, skipped: int) -> _Chunk:
@@ -290,7 +288,7 @@ class ImportJob:
             limit = self._limits.max_body_bytes
             error = {
                 "line": first_line,
-                "code": "body_too_large",
+                "code": ErrorCode.BODY_TOO_LARGE,
                 "field": None,
                 "message": f"line of {item.size} bytes is longer than the limit of {limit}",
             }
@@ -299,7 +297,7 @@ class ImportJob:
                 last_line=first_line,
                 skipped=skipped,
                 rejected=1,
-                rejected_by_code={"body_too_large": 1},
+                rejected_by_code={ErrorCode.BODY_TOO_LARGE: 1},
                 errors=[error],
                 received_at_us=received_at_us,
             )
@@ -474,8 +472,7 @@ class _Writer:
             if cur.rowcount != 1:
                 raise job._failed(
                     Refusal(
-                        409,
-                        "import_conflict",
+                        ErrorCode.IMPORT_CONFLICT,
                         f"import {job._import_id} was moved on by another request;"
                         " ask GET /v1/events/import/{id} where to resume",
                     )
@@ -520,10 +517,8 @@ async def import_progress(
 
 def _storage_unavailable() -> Refusal:
     return Refusal(
-        503,
-        "storage_unavailable",
+        ErrorCode.STORAGE_UNAVAILABLE,
         "the database is unavailable; what was committed stays, resume from committed_lines + 1",
-        retry_after=True,
     )
 
 

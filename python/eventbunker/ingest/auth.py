@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 
 from eventbunker.admin.keys import hash_secret
-from eventbunker.errors import Refusal
+from eventbunker.errors import ErrorCode, Refusal
 
 log = logging.getLogger(__name__)
 
@@ -117,22 +117,22 @@ class KeyCache:
         """The valid key of ``kind`` for ``secret``, or a Refusal saying why not."""
         if not secret:
             raise Refusal(
-                401, "missing_key", f"send a {kind} key in X-Api-Key or Authorization: Bearer"
+                ErrorCode.MISSING_KEY, f"send a {kind} key in X-Api-Key or Authorization: Bearer"
             )
         try:
             result = await self.authenticate(secret)
         except psycopg.Error:
             raise Refusal(
-                503, "storage_unavailable", "cannot check the key now; retry", retry_after=True
+                ErrorCode.STORAGE_UNAVAILABLE, "cannot check the key now; retry"
             ) from None
         if result == KeyStatus.UNKNOWN:
-            raise Refusal(401, "unknown_key", "this key does not exist")
+            raise Refusal(ErrorCode.UNKNOWN_KEY, "this key does not exist")
         if result == KeyStatus.REVOKED:
-            raise Refusal(403, "revoked_key", "this key was revoked")
+            raise Refusal(ErrorCode.REVOKED_KEY, "this key was revoked")
         assert isinstance(result, ApiKey)
         if result.kind != kind:
             raise Refusal(
-                403, "wrong_key_kind", f"this needs a {kind} key, not a {result.kind} key"
+                ErrorCode.WRONG_KEY_KIND, f"this needs a {kind} key, not a {result.kind} key"
             )
         return result
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from eventbunker import _native
-from eventbunker.errors import Refusal, error_body
+from eventbunker.errors import ErrorCode, Refusal, error_body
 from eventbunker.ingest.auth import ApiKey, KeyCache, presented_secret
 from eventbunker.ingest.backpressure import Backpressure
 from eventbunker.ingest.idempotency import DuplicateCheck
@@ -74,7 +74,7 @@ class IngestEndpoint:
             await respond(
                 send,
                 405,
-                error_body("method_not_allowed", "use POST"),
+                error_body(ErrorCode.METHOD_NOT_ALLOWED, "use POST"),
                 [(b"allow", b"POST, OPTIONS")],
             )
             return
@@ -99,7 +99,7 @@ class IngestEndpoint:
         gzip = content_encoding_is_gzip(headers)
         media_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
         if media_type not in ACCEPTED_MEDIA_TYPES:
-            raise Refusal(415, "unsupported_media_type", "send application/json or text/plain")
+            raise Refusal(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send application/json or text/plain")
         body = await self._read_body(headers, receive)
         if self._backpressure.behind():
             await self._backpressure.admit()
@@ -119,13 +119,13 @@ class IngestEndpoint:
                 enricher=self._enricher,
             )
         except _native.IngestError as exc:
-            raise Refusal(exc.status, exc.code, exc.message, exc.details) from None
+            raise Refusal(ErrorCode[exc.code.upper()], exc.message, exc.details) from None
         event_ids = prepared.event_ids
         duplicates = await self._duplicates.count(key.project_id, event_ids)
         try:
             await self._spool.append(prepared.record)
         except SpoolFull as exc:
-            raise Refusal(503, "storage_unavailable", str(exc), retry_after=True) from None
+            raise Refusal(ErrorCode.STORAGE_UNAVAILABLE, str(exc)) from None
         self._duplicates.remember(key.project_id, event_ids)
         return prepared.count - duplicates, duplicates
 
@@ -133,17 +133,17 @@ class IngestEndpoint:
         limit = self._max_body_bytes
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise Refusal(413, "body_too_large", f"the body exceeds {limit} bytes")
+            raise Refusal(ErrorCode.BODY_TOO_LARGE, f"the body exceeds {limit} bytes")
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise Refusal(400, "client_disconnected", "the client went away")
+                raise Refusal(ErrorCode.CLIENT_DISCONNECTED, "the client went away")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise Refusal(413, "body_too_large", f"the body exceeds {limit} bytes")
+                raise Refusal(ErrorCode.BODY_TOO_LARGE, f"the body exceeds {limit} bytes")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -169,7 +169,7 @@ def content_encoding_is_gzip(headers: dict[bytes, bytes]) -> bool:
         return False
     if encoding in (b"gzip", b"x-gzip"):
         return True
-    raise Refusal(415, "unsupported_encoding", "Content-Encoding must be gzip or identity")
+    raise Refusal(ErrorCode.UNSUPPORTED_ENCODING, "Content-Encoding must be gzip or identity")
 
 
 def _forwarded_for(scope: Scope, headers: dict[bytes, bytes]) -> str | None:

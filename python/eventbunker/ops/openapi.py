@@ -35,6 +35,7 @@ from litestar.openapi.spec import (
 )
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 
+from eventbunker.errors import ErrorCode
 from eventbunker.query.filters import MAX_IN_VALUES, OPERATORS
 from eventbunker.query.properties import COLUMNS, MAX_PATH_DEPTH, PROPERTIES_PREFIX, Kind
 from eventbunker.query.request import (
@@ -88,7 +89,7 @@ ERROR_SCHEMA = Schema(
         "error": Schema(
             type=OpenAPIType.OBJECT,
             properties={
-                "code": _STRING,
+                "code": Schema(type=OpenAPIType.STRING, enum=[code.value for code in ErrorCode]),
                 "message": _STRING,
                 "details": Schema(
                     type=OpenAPIType.ARRAY,

@@ -23,14 +23,13 @@ from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from eventbunker.config import Settings
-from eventbunker.errors import Refusal
+from eventbunker.errors import ErrorCode, Refusal
 from eventbunker.ingest.auth import KeyCache, presented_secret
 from eventbunker.query.builder import Scope, build_delete, build_query
 from eventbunker.query.request import InvalidRequest, parse_delete, parse_query
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER_S = "1"
 POOL_WAIT_S = 5.0
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -41,15 +40,6 @@ _SET_LIMITS = (
     "SELECT set_config('statement_timeout', %s, true), set_config('jit', 'off', true),"
     " set_config('work_mem', '64MB', true)"
 )
-
-
-def _response(refusal: Refusal) -> Response[bytes]:
-    headers = dict(NO_STORE)
-    if refusal.retry_after:
-        headers["Retry-After"] = RETRY_AFTER_S
-    return Response(
-        refusal.body(), status_code=refusal.status, media_type=MediaType.JSON, headers=headers
-    )
 
 
 class QueryApi:
@@ -125,9 +115,9 @@ class QueryApi:
             scope = Scope(key.project_id, key.customer_identifier)
             answer = await run(body, scope)
         except Refusal as refusal:
-            return _response(refusal)
+            return refusal.response(NO_STORE)
         except InvalidRequest as exc:
-            return _response(Refusal(400, "invalid_query", str(exc), exc.details()))
+            return Refusal(ErrorCode.INVALID_QUERY, str(exc), exc.details()).response(NO_STORE)
         return Response(
             orjson.dumps(answer), status_code=200, media_type=MediaType.JSON, headers=NO_STORE
         )
@@ -160,39 +150,39 @@ class QueryApi:
                 yield cur
         except pg_errors.QueryCanceled:
             raise Refusal(
-                503,
-                "query_timeout",
+                ErrorCode.QUERY_TIMEOUT,
                 f"the statement ran longer than {timeout_ms} ms: narrow the timeframe or filters",
-                retry_after=True,
             ) from None
         except PoolTimeout:
             if self._pool.get_stats().get("pool_size", 0) == 0:
-                code, message = "storage_unavailable", "the database cannot be reached; retry"
+                code, message = (
+                    ErrorCode.STORAGE_UNAVAILABLE,
+                    "the database cannot be reached; retry",
+                )
             else:
-                code, message = "overloaded", "too many queries running; retry"
-            raise Refusal(503, code, message, retry_after=True) from None
+                code, message = ErrorCode.OVERLOADED, "too many queries running; retry"
+            raise Refusal(503, code, message) from None
         except psycopg.DataError as exc:
             # A value the database cannot use: a time zone Python knows and this
             # PostgreSQL does not, a stored JSON number beyond double precision...
-            raise Refusal(400, "invalid_query", str(exc).strip()) from None
+            raise Refusal(ErrorCode.INVALID_QUERY, str(exc).strip()) from None
         except psycopg.OperationalError as exc:
             log.warning("query failed: %s", exc)
             raise Refusal(
-                503,
-                "storage_unavailable",
+                ErrorCode.STORAGE_UNAVAILABLE,
                 "the database cannot answer now; retry",
-                retry_after=True,
             ) from None
         except psycopg.Error:
             log.exception("query failed")
-            raise Refusal(500, "internal_error", "the query failed; see the server log") from None
+            raise Refusal(
+                ErrorCode.INTERNAL_ERROR, "the query failed; see the server log"
+            ) from None
 
 
 def _refuse_browsers(request: Request[Any, Any, Any]) -> None:
     if "origin" in request.headers or request.headers.get("sec-fetch-mode", "").lower() == "cors":
         raise Refusal(
-            403,
-            "browser_refused",
+            ErrorCode.BROWSER_REFUSED,
             "query and delete keys are refused from browsers: call this API from a server",
         )
 
@@ -203,8 +193,7 @@ async def _json_body(request: Request[Any, Any, Any]) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise Refusal(
-            400,
-            "malformed_json",
+            ErrorCode.MALFORMED_JSON,
             f"the body is not valid JSON: {exc}",
             [{"index": None, "field": "body", "message": str(exc)}],
         ) from None

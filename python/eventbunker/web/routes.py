@@ -40,6 +40,7 @@ from eventbunker.admin.accounts import AdminKey, AdminKeyStatus, NotFound
 from eventbunker.admin.keys import KEY_KINDS
 from eventbunker.admin.projects import AdminError
 from eventbunker.admin.store import AdminStore, StorageUnavailable
+from eventbunker.errors import ErrorCode, error_document
 from eventbunker.web import sessions
 from eventbunker.web.chart import daily_chart
 from eventbunker.web.sessions import Session
@@ -307,7 +308,7 @@ class WebApp:
             session = request.state.web_session
             if session is None:
                 return Response(
-                    {"error": {"code": "signed_out", "message": "sign in again", "details": []}},
+                    error_document(ErrorCode.SIGNED_OUT, ErrorCode.SIGNED_OUT.default_message),
                     status_code=401,
                     headers={"Cache-Control": "no-store"},
                 )
