@@ -19,15 +19,15 @@ from litestar.openapi import OpenAPIConfig
 
 from eventbunker.admin.api import admin_handlers
 from eventbunker.admin.store import AdminStore
-from eventbunker.bulk.endpoint import ImportEndpoint
+from eventbunker.bulk.endpoint import IMPORT_PATH, PROGRESS_PREFIX, ImportEndpoint
 from eventbunker.config import UNSET_PATH, Settings
 from eventbunker.errors import ErrorCode, error_document
 from eventbunker.ingest.auth import KeyCache
-from eventbunker.ingest.endpoint import IngestEndpoint
 from eventbunker.ingest.pipeline import IngestPipeline
 from eventbunker.ops.metrics import Metrics
 from eventbunker.ops.openapi import document_ingest, document_query
 from eventbunker.query.endpoint import QueryApi
+from eventbunker.routing import RawRoute, RawRouter
 from eventbunker.web import template_config, web_handlers
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 INGEST_PATH = "/v1/events"
 
 
-def create_app(settings: Settings | None = None) -> IngestFirst:
+def create_app(settings: Settings | None = None) -> RawRouter:
     settings = settings or Settings.from_env()
     # The spool's fsyncs run in a thread that needs the GIL back to release
     # the waiting requests; the default 5 ms switch interval would add up to
@@ -114,31 +114,13 @@ def create_app(settings: Settings | None = None) -> IngestFirst:
         openapi_config=OpenAPIConfig(title="EventBunker", version="0.1.0", path="/schema"),
         logging_config=None,
     )
-    return IngestFirst(app, ingest.endpoint, imports)
-
-
-class IngestFirst:
-    """Hands ``/v1/events`` straight to the ingest endpoint, the import routes
-    to the import endpoint, everything else to Litestar.
-
-    Litestar's routing and exception middleware cost more than the whole
-    ingest endpoint on a single-event POST, and an import's body must be
-    streamed rather than read whole; both skip the framework
-    (ops/openapi.py describes the routes in the schema).
-    """
-
-    def __init__(self, app: Litestar, ingest: IngestEndpoint, imports: ImportEndpoint) -> None:
-        self.app = app
-        self._ingest = ingest
-        self._imports = imports
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == INGEST_PATH:
-            await self._ingest(scope, receive, send)
-        elif scope["type"] == "http" and self._imports.serves(scope["path"]):
-            await self._imports(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)  # type: ignore[arg-type]
+    # The raw ASGI routes, before Litestar (routing.py says why).
+    raw_routes = [
+        RawRoute("POST", INGEST_PATH, ingest.endpoint),
+        RawRoute("POST", IMPORT_PATH, imports.start),
+        RawRoute("GET", PROGRESS_PREFIX, imports.progress),
+    ]
+    return RawRouter(app, raw_routes)
 
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:

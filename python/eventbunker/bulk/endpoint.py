@@ -1,4 +1,5 @@
-"""``POST /v1/events/import`` and ``GET /v1/events/import/{import_id}``, raw ASGI.
+"""``POST /v1/events/import`` and ``GET /v1/events/import/{import_id}``, raw ASGI
+routes (``routing.RawRouter``).
 
 Raw because the body is streamed into the import as it arrives (a
 framework handler would read it whole first); the work is in ``job.py``.
@@ -14,10 +15,9 @@ import psycopg
 
 from eventbunker import _native
 from eventbunker.bulk.job import ClientGone, ImportFailed, ImportJob, import_progress
-from eventbunker.errors import ErrorCode, Refusal, error_body, error_document
+from eventbunker.errors import ErrorCode, Refusal, error_document
 from eventbunker.ingest.auth import ApiKey, KeyCache
 from eventbunker.ingest.endpoint import (
-    PREFLIGHT_HEADERS,
     Receive,
     Scope,
     Send,
@@ -30,6 +30,7 @@ from eventbunker.ingest.endpoint import (
 from eventbunker.ops.metrics import Metrics
 
 IMPORT_PATH = "/v1/events/import"
+PROGRESS_PREFIX = IMPORT_PATH + "/"
 MEDIA_TYPES = frozenset(
     {
         b"",
@@ -60,32 +61,26 @@ class ImportEndpoint:
         self._metrics = metrics
         self._shard = shard
 
-    @staticmethod
-    def serves(path: str) -> bool:
-        return path == IMPORT_PATH or path.startswith(IMPORT_PATH + "/")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method = scope["method"]
-        progress = scope["path"] != IMPORT_PATH
-        allowed = b"GET, OPTIONS" if progress else b"POST, OPTIONS"
-        if method == "OPTIONS":
-            await respond(send, 204, b"", PREFLIGHT_HEADERS)
-            return
-        if method.encode() not in allowed.split(b", "):
-            body = error_body(ErrorCode.METHOD_NOT_ALLOWED, f"use {allowed.decode()}")
-            await respond(send, 405, body, [(b"allow", allowed)])
-            return
+    async def start(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /v1/events/import``: stream the body into an import job."""
         headers = header_map(scope)
         try:
             key = await self._keys.require(presented_key(headers), "write")
-            if progress:
-                answer = await self._progress(key, scope["path"][len(IMPORT_PATH) + 1 :])
-                await respond(send, 200, orjson.dumps(answer))
-            else:
-                await self._import(key, headers, receive, send)
+            await self._import(key, headers, receive, send)
         except Refusal as refusal:
             self._metrics.reject(refusal.code)
             await refuse(send, refusal)
+
+    async def progress(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /v1/events/import/{import_id}``: where an import stands."""
+        try:
+            key = await self._keys.require(presented_key(header_map(scope)), "write")
+            answer = await self._progress(key, scope["path"][len(PROGRESS_PREFIX) :])
+        except Refusal as refusal:
+            self._metrics.reject(refusal.code)
+            await refuse(send, refusal)
+            return
+        await respond(send, 200, orjson.dumps(answer))
 
     async def _import(
         self, key: ApiKey, headers: dict[bytes, bytes], receive: Receive, send: Send

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from eventbunker import _native
-from eventbunker.errors import ErrorCode, Refusal, error_body
+from eventbunker.errors import ErrorCode, Refusal
 from eventbunker.ingest.auth import ApiKey, KeyCache, presented_secret
 from eventbunker.ingest.backpressure import Backpressure
 from eventbunker.ingest.idempotency import DuplicateCheck
@@ -25,17 +25,7 @@ from eventbunker.ops.metrics import Metrics
 RETRY_AFTER_S = b"1"
 ACCEPTED_MEDIA_TYPES = frozenset({b"", b"application/json", b"text/plain"})
 
-CORS_HEADERS = [(b"access-control-allow-origin", b"*")]
-# Sent on top of CORS_HEADERS, which every answer carries.
-PREFLIGHT_HEADERS = [
-    (b"access-control-allow-methods", b"POST, OPTIONS"),
-    (
-        b"access-control-allow-headers",
-        b"content-type, content-encoding, x-api-key, authorization",
-    ),
-    (b"access-control-max-age", b"86400"),
-]
-
+CORS_HEADERS = [(b"access-control-allow-origin", b"*")]  # on every answer
 Scope = dict[str, Any]
 Receive = Any
 Send = Any
@@ -66,18 +56,7 @@ class IngestEndpoint:
         self._backpressure = backpressure
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method = scope["method"]
-        if method == "OPTIONS":
-            await respond(send, 204, b"", PREFLIGHT_HEADERS)
-            return
-        if method != "POST":
-            await respond(
-                send,
-                405,
-                error_body(ErrorCode.METHOD_NOT_ALLOWED, "use POST"),
-                [(b"allow", b"POST, OPTIONS")],
-            )
-            return
+        # POST only: routing.RawRouter answers preflights and other methods.
         headers = header_map(scope)
         key: ApiKey | None = None
         try:

@@ -1,0 +1,85 @@
+"""The one router of the raw ASGI routes, in front of Litestar.
+
+A few routes skip the framework: Litestar's routing and exception middleware
+cost more than the whole ingest endpoint on a single-event POST, and an
+import's body must be streamed rather than read whole. They are rows of one
+table (``RawRoute``: method and path → endpoint, see ``app.py``); the router
+answers their CORS preflight and wrong methods, and hands every other request
+to Litestar. ``ops/openapi.py`` describes the raw routes in the schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from eventbunker.errors import ErrorCode, error_body
+from eventbunker.ingest.endpoint import Receive, Scope, Send, respond
+
+RawEndpoint = Callable[[Scope, Receive, Send], Awaitable[None]]
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
+PREFLIGHT_ALLOW_HEADERS = b"content-type, content-encoding, x-api-key, authorization"
+PREFLIGHT_MAX_AGE_S = b"86400"
+
+
+@dataclass(frozen=True, slots=True)
+class RawRoute:
+    """``method path`` answered by ``endpoint`` without the framework.
+
+    A path ending in ``/`` is a prefix (``/v1/events/import/`` serves
+    ``/v1/events/import/<id>``); any other path must match exactly.
+    ``allow_headers``: what a browser's preflight may send.
+    """
+
+    method: str
+    path: str
+    endpoint: RawEndpoint
+    allow_headers: bytes = PREFLIGHT_ALLOW_HEADERS
+
+
+class RawRouter:
+    """The raw routes first (exact paths, then prefixes), Litestar for the rest."""
+
+    def __init__(self, app: ASGIApp, routes: Iterable[RawRoute]) -> None:
+        self.app = app
+        self._exact: dict[str, dict[str, RawRoute]] = {}
+        self._prefixes: dict[str, dict[str, RawRoute]] = {}
+        for route in routes:
+            table = self._prefixes if route.path.endswith("/") else self._exact
+            methods = table.setdefault(route.path, {})
+            if route.method in methods:
+                raise ValueError(f"two raw routes for {route.method} {route.path}")
+            methods[route.method] = route
+
+    def _methods(self, path: str) -> dict[str, RawRoute] | None:
+        methods = self._exact.get(path)
+        if methods is not None:
+            return methods
+        for prefix, methods in self._prefixes.items():
+            if path.startswith(prefix) and len(path) > len(prefix):
+                return methods
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        methods = self._methods(scope["path"]) if scope["type"] == "http" else None
+        if methods is None:
+            await self.app(scope, receive, send)
+            return
+        route = methods.get(scope["method"])
+        if route is not None:
+            await route.endpoint(scope, receive, send)
+            return
+        allowed = ", ".join([*methods, "OPTIONS"]).encode()
+        if scope["method"] == "OPTIONS":
+            some_route = next(iter(methods.values()))
+            preflight = [
+                (b"access-control-allow-methods", allowed),
+                (b"access-control-allow-headers", some_route.allow_headers),
+                (b"access-control-max-age", PREFLIGHT_MAX_AGE_S),
+            ]
+            await respond(send, 204, b"", preflight)
+            return
+        body = error_body(ErrorCode.METHOD_NOT_ALLOWED, "use " + " or ".join(methods))
+        await respond(send, 405, body, [(b"allow", allowed)])
