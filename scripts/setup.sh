@@ -20,7 +20,15 @@ command -v python3 >/dev/null || need python3
 python3 -c 'import venv, ensurepip' 2>/dev/null || need python3-venv
 command -v cc >/dev/null || need build-essential
 command -v cargo >/dev/null || { need cargo; need rustc; }
+# `make lint` (run by CI): clippy and rustfmt, from rustup when it manages the toolchain.
+if command -v rustup >/dev/null; then
+    rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+else
+    cargo clippy --version >/dev/null 2>&1 || need rust-clippy
+    cargo fmt --version >/dev/null 2>&1 || need rustfmt
+fi
 command -v wrk >/dev/null || need wrk
+command -v curl >/dev/null || need curl  # the quickstart's printed commands (tests/test_cli.py)
 if [ "${EVENTBUNKER_SETUP_BROWSER:-1}" = 1 ]; then
     command -v chromium >/dev/null || need chromium
 fi

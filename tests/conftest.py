@@ -27,6 +27,18 @@ from eventbunker.cluster import ManagedCluster
 from eventbunker.storage.migrate import migrate
 
 SERVER_START_TIMEOUT_S = 30.0
+TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+
+
+def testdata(relative: str) -> Path:
+    """A file of the shared test data; a missing one fails the tests (never skips them)."""
+    path = TESTDATA / relative
+    if not path.exists():
+        pytest.fail(
+            f"test data missing: {path} (the shared test data belongs beside the repository)",
+            pytrace=False,
+        )
+    return path
 
 
 def free_port() -> int:

@@ -18,14 +18,9 @@ import orjson
 import psycopg
 import pytest
 
-from conftest import Project, Server, start_server, stop_server
+from conftest import Project, Server, start_server, stop_server, testdata
 
-GEOIP_DB = Path(__file__).parents[1].parent / "shared/testdata/geoip/GeoIP2-City-Test.mmdb"
-
-requires_geoip = pytest.mark.skipif(
-    not GEOIP_DB.exists(),
-    reason=f"MaxMind's test database is missing: {GEOIP_DB} (shared/ beside the repository)",
-)
+GEOIP_DB = testdata("geoip/GeoIP2-City-Test.mmdb")
 
 UA_COLUMNS = (
     "ua_browser",
@@ -143,8 +138,6 @@ USER_AGENTS: dict[str, tuple[str, tuple[Any, ...]]] = {
 @pytest.fixture(scope="module")
 def geo_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """GeoIP, and 127.0.0.1 (the tests' own address) as a trusted proxy."""
-    if not GEOIP_DB.exists():
-        pytest.skip(f"MaxMind's test database is missing: {GEOIP_DB}")
     srv = start_server(
         database_url,
         tmp_path_factory.mktemp("geo-server"),
@@ -167,8 +160,6 @@ def anonymizing_server(
 ) -> Iterator[Server]:
     """GeoIP and anonymisation (from the environment); trusts only 10.0.0.0/8,
     so not the tests' own address."""
-    if not GEOIP_DB.exists():
-        pytest.skip(f"MaxMind's test database is missing: {GEOIP_DB}")
     srv = start_server(
         database_url,
         tmp_path_factory.mktemp("anon-server"),
@@ -221,7 +212,6 @@ def geo(row: dict[str, Any]) -> dict[str, Any]:
 # --- user agents -----------------------------------------------------------
 
 
-@requires_geoip
 def test_user_agents_of_browsers_phones_tablets_and_bots(
     geo_server: Server, db: psycopg.Connection[Any], project: Project
 ) -> None:
@@ -238,7 +228,6 @@ def test_user_agents_of_browsers_phones_tablets_and_bots(
     assert tuple(rows["from-header"][c] for c in UA_COLUMNS) == header_want
 
 
-@requires_geoip
 def test_unknown_and_missing_user_agents(
     geo_server: Server, db: psycopg.Connection[Any], project: Project
 ) -> None:
@@ -264,7 +253,6 @@ def test_unknown_and_missing_user_agents(
 # --- client address and GeoIP ---------------------------------------------
 
 
-@requires_geoip
 def test_geo_from_the_body_ip_ipv4_and_ipv6(
     geo_server: Server, db: psycopg.Connection[Any], project: Project
 ) -> None:
@@ -292,7 +280,6 @@ def test_geo_from_the_body_ip_ipv4_and_ipv6(
     assert geo(rows["unknown"]) == NO_GEO
 
 
-@requires_geoip
 def test_private_and_reserved_addresses_have_no_geo(
     geo_server: Server, db: psycopg.Connection[Any], project: Project
 ) -> None:
@@ -309,7 +296,6 @@ def test_private_and_reserved_addresses_have_no_geo(
     assert geo(rows["peer"]) == NO_GEO
 
 
-@requires_geoip
 def test_forwarded_for_from_a_trusted_proxy(
     geo_server: Server, db: psycopg.Connection[Any], project: Project
 ) -> None:
@@ -353,7 +339,6 @@ def test_forwarded_for_from_a_trusted_proxy(
     assert (rows["body-wins"]["ip"], geo(rows["body-wins"])) == ("89.160.20.128", LINKOPING)
 
 
-@requires_geoip
 def test_forwarded_for_is_ignored_from_an_untrusted_peer_and_ips_are_anonymised(
     anonymizing_server: Server, db: psycopg.Connection[Any], project: Project
 ) -> None:
@@ -410,7 +395,6 @@ def test_bad_enrichment_settings_stop_the_server_with_a_clear_message(
 # --- URL fields and UTM ----------------------------------------------------
 
 
-@requires_geoip
 def test_utm_from_body_then_url_then_referer_header(
     geo_server: Server, db: psycopg.Connection[Any], project: Project
 ) -> None:
@@ -455,7 +439,6 @@ def test_utm_from_body_then_url_then_referer_header(
     )
 
 
-@requires_geoip
 def test_malformed_urls_and_huge_query_strings_never_fail_an_event(
     geo_server: Server, db: psycopg.Connection[Any], project: Project
 ) -> None:
@@ -525,10 +508,9 @@ def test_enricher_refuses_bad_configuration_with_value_errors() -> None:
         _native.Enricher(trusted_proxies=["10.0.0.0/33"])
     with pytest.raises(ValueError, match=r"cannot open GeoIP database /nonexistent\.mmdb"):
         _native.Enricher(geoip_db="/nonexistent.mmdb")
-    asn = GEOIP_DB.with_name("GeoLite2-ASN-Test.mmdb")
-    if asn.exists():
-        with pytest.raises(ValueError, match="GeoLite2-ASN"):
-            _native.Enricher(geoip_db=asn)
+    asn = testdata("geoip/GeoLite2-ASN-Test.mmdb")
+    with pytest.raises(ValueError, match="GeoLite2-ASN"):
+        _native.Enricher(geoip_db=asn)
     enricher = _native.Enricher(trusted_proxies=["127.0.0.1", "10.1.2.3/8"], anonymize_ip=True)
     assert enricher.trusted_proxies == ["127.0.0.1/32", "10.0.0.0/8"]
     assert (enricher.geoip_db, enricher.anonymize_ip) == (None, True)

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from test_admin_api import wait_stored
 
-from conftest import Server, start_server, stop_server
+from conftest import Server, start_server, stop_server, testdata
 from eventbunker.admin.accounts import (
     create_account,
     create_admin_key,
@@ -28,7 +28,7 @@ from eventbunker.admin.accounts import (
 )
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-GEOIP_DB = Path(__file__).resolve().parents[2] / "shared/testdata/geoip/GeoIP2-City-Test.mmdb"
+GEOIP_DB = testdata("geoip/GeoIP2-City-Test.mmdb")
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -54,9 +54,7 @@ DESKTOP_UA = (
 @pytest.fixture(scope="module")
 def web_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One worker behind a "proxy" on loopback (X-Forwarded-Proto is believed), with GeoIP."""
-    args = ["--workers", "1", "--trusted-proxies", "127.0.0.1"]
-    if GEOIP_DB.exists():
-        args += ["--geoip-db", str(GEOIP_DB)]
+    args = ["--workers", "1", "--trusted-proxies", "127.0.0.1", "--geoip-db", str(GEOIP_DB)]
     server = start_server(database_url, tmp_path_factory.mktemp("web"), *args)
     try:
         yield server

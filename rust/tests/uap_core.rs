@@ -16,17 +16,14 @@ use yaml_rust2::{Yaml, YamlLoader};
 /// `(file, user agent, reason)` of the cases that cannot pass.
 const KNOWN_FAILURES: &[(&str, &str, &str)] = &[];
 
-fn data_dir() -> Option<PathBuf> {
+fn data_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/uap-core");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        report(&format!(
-            "\n!!!!!!!! SKIPPED: uap-core test data not found at {} !!!!!!!!\n",
-            dir.display()
-        ));
-        None
-    }
+    assert!(
+        dir.is_dir(),
+        "{} missing: put the shared test data (../shared/testdata) beside the repository",
+        dir.display()
+    );
+    dir
 }
 
 /// Writes to the real stderr, which the test harness does not capture (so
@@ -46,7 +43,7 @@ fn text(v: &Yaml) -> Option<String> {
 /// Runs every case of `file`; `actual` gives the parser's value of each
 /// field name the file uses.
 fn run_suite(file: &str, fields: &[&str], actual: impl Fn(&str) -> Vec<Option<String>>) {
-    let Some(dir) = data_dir() else { return };
+    let dir = data_dir();
     let source = std::fs::read_to_string(dir.join(file)).expect("readable test file");
     let docs = YamlLoader::load_from_str(&source).expect("valid YAML");
     let cases = docs[0]["test_cases"].as_vec().expect("test_cases list");

@@ -207,10 +207,12 @@ mod tests {
         });
         let db = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../shared/testdata/geoip/GeoIP2-City-Test.mmdb");
-        let geoip_db = db.exists().then_some(db);
-        if geoip_db.is_none() {
-            eprintln!("!!! GeoIP2-City-Test.mmdb missing: only the user-agent cache is flooded");
-        }
+        assert!(
+            db.exists(),
+            "{} missing: put the shared test data (../shared/testdata) beside the repository",
+            db.display()
+        );
+        let geoip_db = Some(db);
         let e = Enricher::new(EnricherConfig {
             geoip_db,
             ua_cache_capacity: 1000,

@@ -383,23 +383,21 @@ mod tests {
 
     /// MaxMind's test databases (from ../shared, which CI has beside the
     /// repository).
-    fn test_db(name: &str) -> Option<std::path::PathBuf> {
+    fn test_db(name: &str) -> std::path::PathBuf {
         let p = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../shared/testdata/geoip")
             .join(name);
-        if p.exists() {
-            Some(p)
-        } else {
-            eprintln!("!!! {} missing: GeoIP lookups not tested", p.display());
-            None
-        }
+        assert!(
+            p.exists(),
+            "{} missing: put the shared test data (../shared/testdata) beside the repository",
+            p.display()
+        );
+        p
     }
 
     #[test]
     fn city_lookups_in_the_test_database() {
-        let Some(path) = test_db("GeoIP2-City-Test.mmdb") else {
-            return;
-        };
+        let path = test_db("GeoIP2-City-Test.mmdb");
         // Room for every record here: with a tiny cache, a shard (1 or 2
         // slots) could evict London between the lookups below.
         let db = GeoDb::open(&path, 100_000).unwrap();
@@ -448,14 +446,10 @@ mod tests {
 
     #[test]
     fn other_kinds_of_database_are_refused() {
-        let Some(path) = test_db("GeoLite2-ASN-Test.mmdb") else {
-            return;
-        };
+        let path = test_db("GeoLite2-ASN-Test.mmdb");
         let e = GeoDb::open(&path, 10).unwrap_err();
         assert!(e.contains("GeoLite2-ASN"), "{e}");
-        let Some(country) = test_db("GeoIP2-Country-Test.mmdb") else {
-            return;
-        };
+        let country = test_db("GeoIP2-Country-Test.mmdb");
         let db = GeoDb::open(&country, 10).unwrap();
         let g = db.get(ip("81.2.69.142")).unwrap();
         assert_eq!(g.country.as_deref(), Some("GB"));

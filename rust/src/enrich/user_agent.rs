@@ -476,19 +476,15 @@ mod tests {
         assert_eq!(n, stats.rules.iter().sum::<usize>());
     }
 
-    /// User agents from uap-core's test files (every `step`-th), if present.
+    /// User agents from uap-core's test files (every `step`-th).
     fn corpus_sample(step: usize) -> Vec<String> {
         let dir =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/uap-core");
         let mut out = Vec::new();
         for file in ["test_ua.yaml", "test_os.yaml", "test_device.yaml"] {
-            let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
-                eprintln!(
-                    "!!! {} missing: prefilter soundness checked on built-in user agents only",
-                    dir.display()
-                );
-                continue;
-            };
+            let text = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| {
+                panic!("{}/{file}: {e}: put the shared test data (../shared/testdata) beside the repository", dir.display())
+            });
             let docs = yaml_rust2::YamlLoader::load_from_str(&text).unwrap();
             let cases = docs[0]["test_cases"].as_vec().unwrap();
             out.extend(
