@@ -28,6 +28,20 @@ def eventbunker(*args: str, check: bool = True) -> subprocess.CompletedProcess[b
     return result
 
 
+def printed_commands(text: str, program: str) -> list[str]:
+    """The commands starting with ``program`` in ``text``, with their continuation lines."""
+    pattern = rf"^  ({re.escape(program)}\b(?:[^\n]*\\\n)*[^\n]*)$"
+    return re.findall(pattern, text, flags=re.MULTILINE)
+
+
+def shell(command: str) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` as a user pastes it (a shell, in the repository)."""
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, timeout=60, cwd=root
+    )
+
+
 def as_json(result: subprocess.CompletedProcess[bytes]) -> Any:
     lines = result.stdout.decode().strip().splitlines()
     assert len(lines) == 1, "admin commands print exactly one JSON object"
@@ -123,34 +137,41 @@ def test_serve_runs_and_stops_its_own_cluster(tmp_path: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 90
-        key = None
-        while time.monotonic() < deadline and key is None:
-            assert process.poll() is None, log_path.read_text()
-            match = re.search(r"X-Api-Key: (ebw_[A-Za-z0-9_-]+)", log_path.read_text())
-            key = match[1] if match else None
+        while "eventbunker import" not in log_path.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.2)
-        assert key, log_path.read_text()
-        response = None
-        while time.monotonic() < deadline:
-            try:
-                response = httpx.post(
-                    f"http://127.0.0.1:{port}/v1/events",
-                    headers={"X-Api-Key": key, "Content-Type": "application/json"},
-                    content=b'{"event_name": "signup", "plan": "pro"}',
-                )
-                break
-            except httpx.ConnectError:
-                time.sleep(0.2)
-        assert response is not None and response.status_code == 202, log_path.read_text()
+        printed = log_path.read_text()
+        send, count = printed_commands(printed, "curl")
+        (import_command,) = printed_commands(printed, ".venv/bin/eventbunker import")
+
+        # The first curl, as printed, once the server listens.
+        while (sent := shell(send)).returncode != 0:  # curl: connection refused
+            assert time.monotonic() < deadline, sent.stderr
+            time.sleep(0.2)
+        assert sent.stdout.startswith("HTTP/1.1 202"), sent.stdout
+        # The printed query counts that event, within a second.
+        counted = time.monotonic() + 1.0
+        while (answer := orjson.loads(shell(count).stdout)) != {"result": 1}:
+            assert time.monotonic() < counted, answer
+            time.sleep(0.05)
+
+        # The printed web app URL and admin key sign in, and show the project.
+        web = re.search(r"Web app: (\S+)/login\n  sign in with the admin key (\S+)", printed)
+        assert web, printed
+        with httpx.Client(base_url=web[1], timeout=10) as http:
+            login = http.get("/login")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
+            assert token, login.text
+            signed_in = http.post("/login", data={"admin_key": web[2], "csrf_token": token[1]})
+            assert signed_in.status_code == 303, signed_in.text
+            assert "default" in http.get("/").text
 
         # The printed import command works as printed (with a file of ours).
-        printed = re.search(r"eventbunker (import .+)", log_path.read_text())
-        assert printed, log_path.read_text()
         export = tmp_path / "events.ndjson.gz"
         export.write_bytes(gzip.compress(b'{"event_name": "old", "timestamp": 1500000000}\n' * 3))
-        command = printed[1].replace("events.ndjson.gz", str(export)).split()
-        summary = as_json(eventbunker(*command, "--quiet"))
-        assert (summary["accepted"], summary["rejected"]) == (3, 0)
+        imported = shell(import_command.replace("events.ndjson.gz", str(export)) + " --quiet")
+        summary = orjson.loads(imported.stdout)
+        assert (summary["accepted"], summary["rejected"]) == (3, 0), imported.stderr
 
         # An admin command beside the running server uses its cluster.
         project = as_json(eventbunker("project", "create", "second", "--data-dir", str(data_dir)))

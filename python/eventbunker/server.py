@@ -12,6 +12,7 @@ import psycopg
 from granian import Granian
 from granian.constants import Interfaces
 
+from eventbunker.admin.accounts import create_admin_key
 from eventbunker.admin.projects import create_key, create_project
 from eventbunker.config import UNSET_PATH, Settings
 from eventbunker.database import open_database
@@ -48,24 +49,41 @@ def serve(settings: Settings, *, quickstart: bool = False) -> None:
 
 
 def print_first_event_hint(conninfo: str, settings: Settings) -> None:
-    """Mint a write key (on the first project, created if needed) and show a curl."""
+    """Everything a newcomer needs, each tested as printed (tests/test_cli.py).
+
+    Secrets are stored hashed, so each start mints new keys: an admin key for
+    the web app, a write key and a query key on the first project (created,
+    with its account, if there is none).
+    """
     with psycopg.connect(conninfo) as conn:
         row = conn.execute("SELECT id FROM projects ORDER BY id LIMIT 1").fetchone()
         if row is None:
             project = create_project(conn, "default")
-            project_id, key = project["id"], project["keys"]["write"]
+            project_id, write_key = project["id"], project["keys"]["write"]
+            query_key = project["keys"]["query"]
         else:
             project_id = int(row[0])
-            key = create_key(conn, project_id, "write")["key"]
+            write_key = create_key(conn, project_id, "write")["key"]
+            query_key = create_key(conn, project_id, "query")["key"]
+        owner = conn.execute("SELECT account_id FROM projects WHERE id = %s", (project_id,))
+        account_id = int(owner.fetchone()[0])  # type: ignore[index]
+        admin_key = create_admin_key(conn, account_id)["admin_key"]
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    url = f"http://{host}:{settings.port}"
     print(
-        f"\nProject {project_id}, new write key: {key}\n"
+        f"\nWeb app: {url}/login\n"
+        f"  sign in with the admin key {admin_key}\n"
+        f"\nProject {project_id}, write key {write_key}\n"
         "Send a first event:\n\n"
-        f"  curl -i http://{host}:{settings.port}/v1/events \\\n"
-        f"    -H 'X-Api-Key: {key}' -H 'Content-Type: application/json' \\\n"
-        """    -d '{"event_name": "signup", "plan": "pro"}'\n\n"""
-        "Import an NDJSON export (resumable, with progress):\n\n"
-        f"  .venv/bin/eventbunker import events.ndjson.gz --url http://{host}:{settings.port}"
-        f" --key {key}\n",
+        f"  curl -i {url}/v1/events \\\n"
+        f"    -H 'X-Api-Key: {write_key}' -H 'Content-Type: application/json' \\\n"
+        """    -d '{"event_name": "signup", "plan": "pro"}'\n"""
+        f"\nQuery key {query_key}\n"
+        "Count that event (queryable within a second of its 202):\n\n"
+        f"  curl {url}/v1/query \\\n"
+        f"    -H 'X-Api-Key: {query_key}' -H 'Content-Type: application/json' \\\n"
+        """    -d '{"analysis": "count", "event_name": "signup"}'\n"""
+        "\nImport an NDJSON export (resumable, with progress):\n\n"
+        f"  .venv/bin/eventbunker import events.ndjson.gz --url {url} --key {write_key}\n",
         flush=True,
     )
