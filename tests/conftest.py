@@ -30,7 +30,7 @@ SERVER_START_TIMEOUT_S = 30.0
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 
 
-def testdata(relative: str) -> Path:
+def shared_testdata(relative: str) -> Path:
     """A file of the shared test data; a missing one fails the tests (never skips them)."""
     path = TESTDATA / relative
     if not path.exists():

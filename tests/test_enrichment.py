@@ -18,9 +18,9 @@ import orjson
 import psycopg
 import pytest
 
-from conftest import Project, Server, start_server, stop_server, testdata
+from conftest import Project, Server, shared_testdata, start_server, stop_server
 
-GEOIP_DB = testdata("geoip/GeoIP2-City-Test.mmdb")
+GEOIP_DB = shared_testdata("geoip/GeoIP2-City-Test.mmdb")
 
 UA_COLUMNS = (
     "ua_browser",
@@ -508,7 +508,7 @@ def test_enricher_refuses_bad_configuration_with_value_errors() -> None:
         _native.Enricher(trusted_proxies=["10.0.0.0/33"])
     with pytest.raises(ValueError, match=r"cannot open GeoIP database /nonexistent\.mmdb"):
         _native.Enricher(geoip_db="/nonexistent.mmdb")
-    asn = testdata("geoip/GeoLite2-ASN-Test.mmdb")
+    asn = shared_testdata("geoip/GeoLite2-ASN-Test.mmdb")
     with pytest.raises(ValueError, match="GeoLite2-ASN"):
         _native.Enricher(geoip_db=asn)
     enricher = _native.Enricher(trusted_proxies=["127.0.0.1", "10.1.2.3/8"], anonymize_ip=True)

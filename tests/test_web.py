@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from test_admin_api import wait_stored
 
-from conftest import Server, start_server, stop_server, testdata
+from conftest import Server, shared_testdata, start_server, stop_server
 from eventbunker.admin.accounts import (
     create_account,
     create_admin_key,
@@ -28,7 +28,7 @@ from eventbunker.admin.accounts import (
 )
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-GEOIP_DB = testdata("geoip/GeoIP2-City-Test.mmdb")
+GEOIP_DB = shared_testdata("geoip/GeoIP2-City-Test.mmdb")
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
