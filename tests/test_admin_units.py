@@ -10,11 +10,12 @@ import psycopg
 import pytest
 
 from conftest import Project
+from eventbunker import _native
 from eventbunker.admin.projects import AdminError
 from eventbunker.admin.usage import MAX_DAYS, parse_range
 from eventbunker.ingest.auth import LAST_USED_INTERVAL_S, ApiKey, KeyCache
+from eventbunker.ingest.enrichment import proxy_list
 from eventbunker.web.chart import daily_chart, nice_ceiling, short_number
-from eventbunker.web.routes import TrustedProxies
 
 
 def test_nice_ceiling_and_short_numbers() -> None:
@@ -78,11 +79,14 @@ def test_usage_range_parsing() -> None:
 
 
 def test_trusted_proxies() -> None:
-    proxies = TrustedProxies.parse("10.0.0.0/8, 127.0.0.1 ::1")
+    """The web app asks the Rust parser ingest uses (one test of trust)."""
+    proxies = _native.Enricher(trusted_proxies=proxy_list("10.0.0.0/8, 127.0.0.1 ::1"))
     assert proxies.trusts("10.1.2.3") and proxies.trusts("127.0.0.1") and proxies.trusts("::1")
     assert not proxies.trusts("192.168.1.1")
     assert not proxies.trusts("not-an-ip") and not proxies.trusts(None)
-    assert not TrustedProxies.parse("").trusts("127.0.0.1")
+    assert not _native.Enricher().trusts("127.0.0.1")
+    # IPv4-mapped IPv6 peers count as their IPv4 address, as for X-Forwarded-For.
+    assert proxies.trusts("::ffff:10.1.2.3") and not proxies.trusts("::ffff:192.168.1.1")
 
 
 def test_key_last_used_is_written_at_most_once_a_minute(

@@ -116,6 +116,9 @@ class Enricher:
         """The trusted networks as CIDRs (``127.0.0.1/32``)."""
     @property
     def anonymize_ip(self) -> bool: ...
+    def trusts(self, address: str | None) -> bool:
+        """Whether ``address`` is a trusted proxy (IPv4-mapped IPv6 counts as IPv4);
+        an unparsable or missing address is not."""
     def cache_stats(self) -> dict[str, dict[str, int]]:
         """``{"user_agents": s, "geo": s}``, each ``s`` holding ``entries``,
         ``capacity``, ``hits`` and ``misses``."""

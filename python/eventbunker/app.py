@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None) -> RawRouter:
             prometheus_metrics,
             *query_api.handlers,
             *admin_handlers(admin_store),
-            *web_handlers(admin_store, settings.trusted_proxies),
+            *web_handlers(admin_store, ingest.enricher),
         ],
         lifespan=[lifespan, admin_store.lifespan],
         template_config=template_config(),

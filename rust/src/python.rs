@@ -5,60 +5,26 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::ffi::CStr;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::sync::GILOnceCell;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::enrich::clock_cache::CacheStats;
 use crate::enrich::{Enricher, EnricherConfig, TrustedProxies};
 use crate::ingest::{self, timestamp, IngestError, Limits, Request};
 use crate::spool::{self, RecordInfo, Stop};
 
-/// `IngestError` is defined in Python so that it is an ordinary exception
-/// class: constructible, picklable, with attributes set by `__init__`.
-const INGEST_ERROR_SOURCE: &CStr = cr#"
-class IngestError(Exception):
-    """A refused ingest request.
+mod exceptions {
+    use pyo3::create_exception;
+    use pyo3::exceptions::PyException;
 
-    args: (status, code, message, details); also exposed as attributes.
-    status is the HTTP status, code a stable snake_case string, details a
-    list of {"index": int | None, "field": str | None, "message": str}.
-    """
-
-    def __init__(self, status, code, message, details):
-        super().__init__(status, code, message, details)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
-
-    def __str__(self):
-        return f"{self.status} {self.code}: {self.message}"
-
-
-IngestError.__module__ = "eventbunker._native"
-"#;
-
-static INGEST_ERROR: GILOnceCell<Py<PyType>> = GILOnceCell::new();
-
-fn ingest_error_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
-    INGEST_ERROR
-        .get_or_try_init(py, || {
-            let module = PyModule::from_code(
-                py,
-                INGEST_ERROR_SOURCE,
-                c"eventbunker/_native/ingest_error.py",
-                c"eventbunker._native_ingest_error",
-            )?;
-            Ok(module
-                .getattr("IngestError")?
-                .downcast_into::<PyType>()?
-                .unbind())
-        })
-        .map(|t| t.bind(py))
+    create_exception!(
+        eventbunker._native,
+        IngestError,
+        PyException,
+        "A refused ingest request: args (status, code, message, details), also as attributes."
+    );
 }
 
 fn to_py_err(py: Python<'_>, e: IngestError) -> PyErr {
@@ -71,9 +37,17 @@ fn to_py_err(py: Python<'_>, e: IngestError) -> PyErr {
             item.set_item("message", &d.message)?;
             details.append(item)?;
         }
-        let instance =
-            ingest_error_type(py)?.call1((e.status(), e.code.as_str(), &e.message, details))?;
-        Ok(PyErr::from_value(instance))
+        let value = py.get_type::<exceptions::IngestError>().call1((
+            e.status(),
+            e.code.as_str(),
+            &e.message,
+            &details,
+        ))?;
+        value.setattr("status", e.status())?;
+        value.setattr("code", e.code.as_str())?;
+        value.setattr("message", &e.message)?;
+        value.setattr("details", details)?;
+        Ok(PyErr::from_value(value))
     };
     build().unwrap_or_else(|failed| failed)
 }
@@ -232,6 +206,15 @@ impl PyEnricher {
     #[getter]
     fn anonymize_ip(&self) -> bool {
         self.inner.anonymize_ip()
+    }
+
+    /// Whether `address` (a peer's IP; IPv4-mapped IPv6 counts as IPv4) is a
+    /// trusted proxy: the one test of trust, for ingest and the web app alike.
+    #[pyo3(signature = (address))]
+    fn trusts(&self, address: Option<&str>) -> bool {
+        address
+            .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+            .is_some_and(|ip| self.inner.trusted_proxies().contains(ip))
     }
 
     /// `{"user_agents": {...}, "geo": {...}}`, each with `entries`,
@@ -635,7 +618,7 @@ fn check_received_at(received_at_us: i64) -> PyResult<()> {
 fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("EVENT_COLUMNS", PyTuple::new(py, ingest::EVENT_COLUMNS)?)?;
-    m.add("IngestError", ingest_error_type(py)?)?;
+    m.add("IngestError", py.get_type::<exceptions::IngestError>())?;
     m.add_class::<PyLimits>()?;
     m.add_class::<PyEnricher>()?;
     m.add_class::<PyPrepared>()?;

@@ -18,9 +18,7 @@ operational routes, and no app-wide middleware is added):
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import time
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
+from eventbunker import _native
 from eventbunker.admin import accounts, usage
 from eventbunker.admin.accounts import AdminKey, AdminKeyStatus, NotFound
 from eventbunker.admin.keys import KEY_KINDS
@@ -67,10 +66,6 @@ SECURITY_HEADERS = {
 
 class NotSignedIn(Exception):
     """The page needs a session."""
-
-
-class Forbidden(Exception):
-    """A POST that failed the CSRF or origin check."""
 
 
 # --- Rendering -------------------------------------------------------------------
@@ -125,31 +120,10 @@ def error_page(status: int, title: str, message: str, session: Session | None = 
 # --- Requests ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class TrustedProxies:
-    """Peers whose ``X-Forwarded-Proto`` says whether the browser used https."""
-
-    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-
-    @classmethod
-    def parse(cls, text: str) -> TrustedProxies:
-        items = text.replace(",", " ").split()
-        return cls(tuple(ipaddress.ip_network(item, strict=False) for item in items))
-
-    def trusts(self, host: str | None) -> bool:
-        if not host or not self.networks:
-            return False
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(address in network for network in self.networks)
-
-
 class WebApp:
-    def __init__(self, store: AdminStore, trusted_proxies: str = "") -> None:
+    def __init__(self, store: AdminStore, proxies: _native.Enricher) -> None:
         self._store = store
-        self._proxies = TrustedProxies.parse(trusted_proxies)
+        self._proxies = proxies  # whose X-Forwarded-Proto/-Host is believed
 
     def is_https(self, request: Request[Any, Any, Any]) -> bool:
         if request.url.scheme == "https":
@@ -491,10 +465,10 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return error_page(exc.status_code, "Error", exc.detail, _session_of(request))
 
 
-def web_handlers(store: AdminStore, trusted_proxies: str = "") -> list[Any]:
+def web_handlers(store: AdminStore, proxies: _native.Enricher) -> list[Any]:
     """The web app's router and its static files (``/static``, public, cacheable)."""
     return [
-        *WebApp(store, trusted_proxies).handlers(),
+        *WebApp(store, proxies).handlers(),
         create_static_files_router(
             path="/static", directories=[HERE / "static"], include_in_schema=False
         ),

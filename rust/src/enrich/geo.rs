@@ -181,21 +181,14 @@ impl GeoDb {
         })
     }
 
-    /// The database lookup behind [`Self::get`] (no cache, no check for
-    /// public addresses). A record the database cannot decode is treated as
-    /// unknown: enrichment never fails an event.
-    pub fn lookup(&self, ip: IpAddr) -> Option<Geo> {
-        let record = self.reader.lookup(ip).ok()?.decode::<CityRecord<'_>>();
-        record.ok()??.to_geo()
-    }
-
     /// Address cache statistics.
     pub fn cache_stats(&self) -> CacheStats {
         self.by_address.stats()
     }
 
-    /// Forget every cached address and record.
-    pub fn clear_cache(&self) {
+    /// Forget every cached address and record (tests: lookups after a cold start).
+    #[cfg(test)]
+    fn clear_cache(&self) {
         self.by_address.clear();
         self.by_record.clear();
     }
