@@ -1,36 +1,5 @@
-"""A local PostgreSQL + TimescaleDB cluster living under an EventBunker data directory.
-
-Used by ``eventbunker serve`` when no database URL is given, by the admin commands
-with ``--data-dir``, and by the test suite.
-
-Layout, for a data directory ``D`` (``./.eventbunker`` by default)::
-
-    D/cluster.lock       fcntl lock: one process at a time initializes/starts/stops
-    D/pg/                the PostgreSQL data directory (initdb on first use)
-    D/pg/eventbunker.conf  settings managed here, rewritten before every start and
-                         included at the end of postgresql.conf (ALTER SYSTEM, i.e.
-                         postgresql.auto.conf, still overrides it)
-    D/run/               Unix socket directory (mode 0700)
-    D/postgresql.log     server log (``pg_ctl -l``)
-
-The server listens on its Unix socket only (``listen_addresses = ''``), so it never
-collides with a PostgreSQL already running on the machine, nor with other managed
-clusters: the port number only names the socket (``.s.PGSQL.<port>``).
-
-Socket paths are limited (``sun_path``: 108 bytes on Linux, 104 on BSD/macOS). When
-``D/run/.s.PGSQL.<port>`` would be 100 bytes or longer, the socket directory is
-``/tmp/eventbunker-<uid>-<hash of D>`` instead (0700, owned by the server's account).
-
-PostgreSQL refuses to run as root: when this process is root, initdb, pg_ctl and the
-server run as the ``postgres`` system account (created with ``useradd --system`` if
-missing), which owns ``D/pg``, ``D/run`` and the log; the directories above ``D`` get
-the search (x) permission that account needs. Otherwise everything runs as the
-current user. Either way the cluster's superuser role is ``eventbunker``, with
-``trust`` authentication on the socket (the socket directory is private).
-
-The PostgreSQL binaries are those of :func:`find_pg_bin_dir` (override with
-``EVENTBUNKER_PG_BIN``); ``scripts/install-postgres.sh`` installs them.
-"""
+"""The managed cluster's lifecycle: initdb, configure, start, stop, adopt
+(the layout and rules are in the package docstring)."""
 
 from __future__ import annotations
 
@@ -39,8 +8,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import pwd
-import re
 import shutil
 import stat
 import subprocess
@@ -55,15 +22,26 @@ from psycopg import errors, sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
-__all__ = ["ClusterError", "ManagedCluster", "find_pg_bin_dir"]
+from eventbunker.cluster.accounts import (
+    SERVER_ACCOUNT_WHEN_ROOT,
+    _Account,
+    _chown_tree,
+    _ensure_system_account,
+    _ensure_traversable,
+    _owner_name,
+)
+from eventbunker.cluster.binaries import (
+    _INSTALL_HINT,
+    PG_BIN_ENV,
+    _candidate_bin_dirs,
+    find_pg_bin_dir,
+)
+from eventbunker.cluster.errors import ClusterError
 
 logger = logging.getLogger(__name__)
 
-PG_BIN_ENV = "EVENTBUNKER_PG_BIN"
 SUPERUSER = "eventbunker"
 """Superuser role created by initdb; does not depend on the OS account."""
-SERVER_ACCOUNT_WHEN_ROOT = "postgres"
-DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")
 MAX_SOCKET_PATH_BYTES = 100
 LOG_TAIL_LINES = 30
 
@@ -75,116 +53,6 @@ ORPHAN_WAIT_S = 15.0  # for the processes of a crashed server to exit
 INITDB_TIMEOUT_S = 300
 
 INCLUDE_LINE = "include = 'eventbunker.conf'"
-
-_INSTALL_HINT = (
-    "Run scripts/install-postgres.sh (as root, or with sudo) to install PostgreSQL "
-    f"and TimescaleDB, or set {PG_BIN_ENV} to the bin directory of a PostgreSQL "
-    "server that has the TimescaleDB extension installed."
-)
-
-
-class ClusterError(RuntimeError):
-    """The managed PostgreSQL cluster could not be set up, started or stopped."""
-
-
-# --------------------------------------------------------------------------- binaries
-
-
-def _version_key(name: str) -> tuple[int, ...] | None:
-    if not re.fullmatch(r"\d+(\.\d+)*", name):
-        return None
-    return tuple(int(part) for part in name.split("."))
-
-
-def _pg_config_sharedir(bin_dir: Path) -> Path | None:
-    pg_config = bin_dir / "pg_config"
-    if not os.access(pg_config, os.X_OK):
-        return None
-    try:
-        out = subprocess.run(
-            [str(pg_config), "--sharedir"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-            stdin=subprocess.DEVNULL,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return Path(out) if out else None
-
-
-def _has_timescaledb(bin_dir: Path) -> bool:
-    """Whether ``bin_dir`` holds a PostgreSQL server whose share dir has TimescaleDB."""
-    if not os.access(bin_dir / "postgres", os.X_OK) or not os.access(bin_dir / "pg_ctl", os.X_OK):
-        return False
-    control = Path("extension") / "timescaledb.control"
-    # Debian layout first (no process to spawn): /usr/lib/postgresql/<v>/bin ->
-    # /usr/share/postgresql/<v>.
-    debian_share = Path("/usr/share/postgresql") / bin_dir.parent.name
-    if bin_dir.parent.parent == DEBIAN_PG_ROOT and (debian_share / control).is_file():
-        return True
-    sharedir = _pg_config_sharedir(bin_dir)
-    return sharedir is not None and (sharedir / control).is_file()
-
-
-def _candidate_bin_dirs() -> list[tuple[tuple[int, ...], Path]]:
-    """Debian's ``/usr/lib/postgresql/<version>/bin`` with TimescaleDB, newest first."""
-    found: list[tuple[tuple[int, ...], Path]] = []
-    try:
-        entries = list(DEBIAN_PG_ROOT.iterdir())
-    except OSError:
-        entries = []
-    for entry in entries:
-        key = _version_key(entry.name)
-        if key is not None and _has_timescaledb(entry / "bin"):
-            found.append((key, entry / "bin"))
-    found.sort(reverse=True)
-    return found
-
-
-def find_pg_bin_dir() -> Path:
-    """The bin directory of the newest PostgreSQL that has TimescaleDB installed.
-
-    ``EVENTBUNKER_PG_BIN`` overrides the search. Otherwise the newest
-    ``/usr/lib/postgresql/<version>/bin`` whose share directory has
-    ``extension/timescaledb.control`` wins; failing that, the ``pg_config`` on
-    ``PATH`` (non-Debian systems). Raises :class:`ClusterError` if there is none.
-    """
-    override = os.environ.get(PG_BIN_ENV, "").strip()
-    if override:
-        bin_dir = Path(override).expanduser().absolute()
-        missing = [
-            name for name in ("initdb", "pg_ctl", "postgres") if not (bin_dir / name).exists()
-        ]
-        if missing:
-            raise ClusterError(
-                f"{PG_BIN_ENV}={override} is not a PostgreSQL bin directory "
-                f"(no {', '.join(missing)} there). {_INSTALL_HINT}"
-            )
-        return bin_dir
-    candidates = _candidate_bin_dirs()
-    if candidates:
-        return candidates[0][1]
-    pg_config = shutil.which("pg_config")
-    if pg_config is not None:
-        try:
-            out = subprocess.run(
-                [pg_config, "--bindir"],
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=30,
-                stdin=subprocess.DEVNULL,
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            out = ""
-        if out and _has_timescaledb(Path(out)):
-            return Path(out)
-    raise ClusterError(f"No PostgreSQL server with TimescaleDB was found. {_INSTALL_HINT}")
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 def _conf_quote(value: str) -> str:
@@ -233,94 +101,6 @@ def _subprocess_env() -> dict[str, str]:
     env["LC_ALL"] = "C"
     env.pop("LANGUAGE", None)
     return env
-
-
-class _Account:
-    """The OS account the server runs as."""
-
-    def __init__(self, name: str, uid: int, gid: int, groups: list[int], home: str) -> None:
-        self.name = name
-        self.uid = uid
-        self.gid = gid
-        self.groups = groups
-        self.home = home
-
-    @classmethod
-    def lookup(cls, name: str) -> _Account:
-        pw = pwd.getpwnam(name)
-        return cls(name, pw.pw_uid, pw.pw_gid, os.getgrouplist(name, pw.pw_gid), pw.pw_dir)
-
-
-def _ensure_system_account(name: str) -> _Account:
-    try:
-        return _Account.lookup(name)
-    except KeyError:
-        pass
-    logger.warning("creating system account %r to run PostgreSQL (it refuses to run as root)", name)
-    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-    try:
-        subprocess.run(
-            [
-                useradd,
-                "--system",
-                "--user-group",
-                "--no-create-home",
-                "--home-dir",
-                "/var/lib/postgresql",
-                "--shell",
-                "/usr/sbin/nologin",
-                "--comment",
-                "PostgreSQL administrator",
-                name,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.CalledProcessError as exc:
-        # Another process may have created it meanwhile.
-        with contextlib.suppress(KeyError):
-            return _Account.lookup(name)
-        raise ClusterError(
-            f"could not create the {name!r} system account (needed because PostgreSQL "
-            f"refuses to run as root): {exc.stderr.strip()}"
-        ) from exc
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise ClusterError(f"could not create the {name!r} system account: {exc}") from exc
-    return _Account.lookup(name)
-
-
-def _ensure_traversable(path: Path, account: _Account) -> None:
-    """Give ``account`` search (x) permission on ``path`` and all its parents."""
-    for directory in [path, *path.parents]:
-        st = directory.stat()
-        if st.st_uid == account.uid:
-            bit = stat.S_IXUSR
-        elif st.st_gid in account.groups:
-            bit = stat.S_IXGRP
-        else:
-            bit = stat.S_IXOTH
-        if not st.st_mode & bit:
-            if directory != path:
-                logger.warning(
-                    "adding search permission to %s so that the %r account can reach %s",
-                    directory,
-                    account.name,
-                    path,
-                )
-            os.chmod(directory, stat.S_IMODE(st.st_mode) | bit)
-
-
-def _chown_tree(root: Path, uid: int, gid: int) -> None:
-    os.chown(root, uid, gid, follow_symlinks=False)
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in (*dirnames, *filenames):
-            os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
-
-
-# --------------------------------------------------------------------------- cluster
 
 
 class ManagedCluster:
@@ -766,7 +546,7 @@ class ManagedCluster:
     def _configure(self) -> None:
         """Write eventbunker.conf and include it from postgresql.conf (idempotent)."""
         lines = [
-            "# Managed by EventBunker (eventbunker/cluster.py): rewritten before every start.",
+            "# Managed by EventBunker (eventbunker/cluster/): rewritten before every start.",
             "# Use ALTER SYSTEM (postgresql.auto.conf) to override a setting.",
             *(f"{name} = {value}" for name, value in self._settings()),
         ]
@@ -883,10 +663,3 @@ class ManagedCluster:
                     conn.execute("ALTER EXTENSION timescaledb UPDATE")
             except psycopg.Error as exc:
                 logger.warning("could not update the timescaledb extension: %s", exc)
-
-
-def _owner_name(uid: int) -> str:
-    try:
-        return repr(pwd.getpwuid(uid).pw_name)
-    except KeyError:
-        return f"uid {uid}"
