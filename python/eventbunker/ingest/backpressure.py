@@ -22,7 +22,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from eventbunker.errors import Refusal
+from eventbunker.errors import ErrorCode, Refusal
 
 SOFT_TARGET_SHARE = 0.05  # of the bound: where holding starts
 MAX_HOLD_SHARE = 0.5  # of the bound: the longest a request is held
@@ -65,9 +65,7 @@ class Backpressure:
                 break
         if self.shedding():
             raise Refusal(
-                503,
-                "overloaded",
+                ErrorCode.OVERLOADED,
                 f"events are waiting longer than {self.max_lag_s:g} s to be stored;"
                 " retry after the Retry-After delay",
-                retry_after=True,
             )
