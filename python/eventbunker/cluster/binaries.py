@@ -30,17 +30,7 @@ def _pg_config_sharedir(bin_dir: Path) -> Path | None:
     pg_config = bin_dir / "pg_config"
     if not os.access(pg_config, os.X_OK):
         return None
-    try:
-        out = subprocess.run(
-            [str(pg_config), "--sharedir"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-            stdin=subprocess.DEVNULL,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
+    out = _ask_pg_config(str(pg_config), "--sharedir")
     return Path(out) if out else None
 
 
@@ -98,17 +88,22 @@ def find_pg_bin_dir() -> Path:
         return candidates[0][1]
     pg_config = shutil.which("pg_config")
     if pg_config is not None:
-        try:
-            out = subprocess.run(
-                [pg_config, "--bindir"],
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=30,
-                stdin=subprocess.DEVNULL,
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            out = ""
+        out = _ask_pg_config(pg_config, "--bindir")
         if out and _has_timescaledb(Path(out)):
             return Path(out)
     raise ClusterError(f"No PostgreSQL server with TimescaleDB was found. {_INSTALL_HINT}")
+
+
+def _ask_pg_config(pg_config: str, flag: str) -> str:
+    """``pg_config <flag>``'s answer, or "" when it cannot tell."""
+    try:
+        return subprocess.run(
+            [pg_config, flag],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
