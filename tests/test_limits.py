@@ -55,3 +55,27 @@ def test_within_the_limits_is_accepted(small_server: Server, project: Project) -
         small_server.url + "/v1/events", json=body, headers={"X-Api-Key": project.write_key}
     )
     assert response.status_code == 202, response.text
+
+
+def test_native_refusals_carry_status_code_message_and_details() -> None:
+    """The extension's IngestError (a PyO3 exception type): args and attributes agree."""
+    from eventbunker import _native
+
+    with pytest.raises(_native.IngestError) as refused:
+        _native.prepare_events(
+            b'[{"event_name": "a"}, {"event_name": "b"}]',
+            gzip=False,
+            project_id=1,
+            customer_identifier=None,
+            received_at_us=1_700_000_000_000_000,
+            peer_ip=None,
+            user_agent=None,
+            referer=None,
+            limits=_native.Limits(max_batch_events=1),
+        )
+    error = refused.value
+    assert isinstance(error, Exception)
+    assert type(error).__module__ == "eventbunker._native"
+    assert (error.status, error.code) == (400, "batch_too_large")
+    assert error.args == (error.status, error.code, error.message, error.details)
+    assert error.message and isinstance(error.details, list)

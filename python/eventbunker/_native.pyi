@@ -26,7 +26,8 @@ EVENT_COLUMNS: tuple[str, ...]
 """Column order of ``Prepared.rows``."""
 
 class IngestError(Exception):
-    """A refused request; ``args == (status, code, message, details)``.
+    """A refused request; ``args == (status, code, message, details)``, each
+    also an attribute (set by the extension when it raises; a PyO3 exception type).
 
     ``status`` is 413 for ``body_too_large`` and 400 for every other code:
     ``invalid_gzip``, ``malformed_json``, ``too_deep``, ``string_too_long``,

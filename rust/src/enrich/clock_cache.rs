@@ -195,16 +195,18 @@ impl<K, V: Clone> ClockCache<K, V> {
         value
     }
 
-    /// Calls `f` on every cached key (for tests and diagnostics).
-    pub fn for_each_key(&self, mut f: impl FnMut(&K)) {
+    /// Calls `f` on every cached key (tests check what is stored).
+    #[cfg(test)]
+    pub(crate) fn for_each_key(&self, mut f: impl FnMut(&K)) {
         for shard in self.shards.iter() {
             let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             shard.slots.iter().for_each(|s| f(&s.key));
         }
     }
 
-    /// Drop every entry (the counters stay).
-    pub fn clear(&self) {
+    /// Drop every entry (the counters stay; tests start cold).
+    #[cfg(test)]
+    pub(crate) fn clear(&self) {
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             shard.index.clear();

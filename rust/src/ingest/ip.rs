@@ -12,12 +12,6 @@ pub fn parse(s: &str) -> Option<IpAddr> {
     s.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
 }
 
-/// Parse an IPv4 or IPv6 address (see [`parse`]) and return its canonical
-/// text: IPv4 dotted-quad; IPv6 lowercase, compressed (RFC 5952).
-pub fn normalize(s: &str) -> Option<Cow<'_, str>> {
-    parse(s).map(|ip| text(s, ip))
-}
-
 /// The canonical text of `ip`, parsed from `given`: borrowed when `given`
 /// is already that text (always so for IPv4: the parser accepts only the
 /// canonical dotted-quad).
@@ -40,7 +34,14 @@ pub fn anonymize(ip: IpAddr) -> IpAddr {
 
 #[cfg(test)]
 mod tests {
-    use super::{anonymize, normalize, parse};
+    use std::borrow::Cow;
+
+    use super::{anonymize, parse, text};
+
+    /// The canonical text of an address, as the `ip` column stores it.
+    fn normalize(s: &str) -> Option<Cow<'_, str>> {
+        parse(s).map(|ip| text(s, ip))
+    }
 
     #[test]
     fn anonymized_addresses() {
