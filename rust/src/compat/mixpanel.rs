@@ -1,0 +1,65 @@
+//! Mixpanel ingestion (`/track`, `/import`): an event
+//! `{"event", "properties": {"token", "distinct_id", "time", "$insert_id", …}}`
+//! or an array (or NDJSON lines) of them.
+
+use super::{get, id_value, not_an_object, unless, Events};
+use crate::ingest::event::{Mapped, Properties, Slots, Source};
+use crate::ingest::json::{Document, Node};
+use crate::ingest::url_fields::UTM_FIELDS;
+use crate::ingest::IngestError;
+
+const MAPPED: &[&[u8]] = &[b"event", b"properties"];
+/// Properties that are secrets or columns.
+const MAPPED_PROPERTIES: &[&[u8]] = &[b"token", b"distinct_id", b"time", b"$insert_id"];
+const NO_REFERRER: &[&[u8]] = &[b"$direct", b""];
+
+pub(super) fn map(doc: &Document<'_>) -> Result<Events, IngestError> {
+    let events = super::elements_or_root(doc, Document::ROOT)
+        .into_iter()
+        .map(|e| event(doc, e))
+        .collect();
+    Ok(Events {
+        events,
+        historical: false,
+    })
+}
+
+fn event(doc: &Document<'_>, e: usize) -> Mapped {
+    if !matches!(doc.node(e), Node::Object { .. }) {
+        return not_an_object(e);
+    }
+    let props = get(doc, e, b"properties");
+    let prop = |key: &[u8]| props.and_then(|p| get(doc, p, key));
+    let mut utm = [None; 5];
+    for (slot, name) in utm.iter_mut().zip(UTM_FIELDS) {
+        *slot = prop(name.as_bytes());
+    }
+    let slots = Slots {
+        event_name: get(doc, e, b"event"),
+        timestamp: prop(b"time"),
+        event_id: prop(b"$insert_id"),
+        distinct_id: id_value(doc, prop(b"distinct_id")),
+        // `ip` is an address only when it is a string (`1`/`0` are flags).
+        ip: prop(b"ip").filter(|&v| matches!(doc.node(v), Node::Str { .. })),
+        url: prop(b"$current_url"),
+        referrer: unless(doc, prop(b"$referrer"), NO_REFERRER),
+        utm,
+        ..Slots::default()
+    };
+    Mapped {
+        node: e,
+        slots,
+        name: None,
+        properties: Properties::Merged([
+            Some(Source {
+                obj: e,
+                skip: MAPPED,
+            }),
+            props.map(|obj| Source {
+                obj,
+                skip: MAPPED_PROPERTIES,
+            }),
+            None,
+        ]),
+    }
+}
