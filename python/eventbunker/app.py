@@ -22,6 +22,10 @@ from eventbunker.admin.store import AdminStore
 from eventbunker.bulk.endpoint import IMPORT_PATH, PROGRESS_PREFIX, ImportEndpoint
 from eventbunker.config import UNSET_PATH, Settings
 from eventbunker.errors import ErrorCode, error_document
+from eventbunker.compat.routes import (
+    posthog_config_handlers,
+    sdk_routes,
+)
 from eventbunker.ingest.auth import KeyCache
 from eventbunker.ingest.pipeline import IngestPipeline
 from eventbunker.ops.metrics import Metrics
@@ -107,6 +111,7 @@ def create_app(settings: Settings | None = None) -> RawRouter:
             *query_api.handlers,
             *admin_handlers(admin_store),
             *web_handlers(admin_store, settings.trusted_proxies),
+            *posthog_config_handlers(),
         ],
         lifespan=[lifespan, admin_store.lifespan],
         template_config=template_config(),
@@ -120,6 +125,7 @@ def create_app(settings: Settings | None = None) -> RawRouter:
         RawRoute("POST", IMPORT_PATH, imports.start),
         RawRoute("GET", PROGRESS_PREFIX, imports.progress),
     ]
+    raw_routes += sdk_routes(ingest.endpoint, keys)
     return RawRouter(app, raw_routes)
 
 

@@ -13,14 +13,15 @@ const MAPPED: &[&[u8]] = &[b"event", b"properties"];
 const MAPPED_PROPERTIES: &[&[u8]] = &[b"token", b"distinct_id", b"time", b"$insert_id"];
 const NO_REFERRER: &[&[u8]] = &[b"$direct", b""];
 
-pub(super) fn map(doc: &Document<'_>) -> Result<Events, IngestError> {
+/// `call` is `import` for `/import`: historical events (bulk-import rules).
+pub(super) fn map(doc: &Document<'_>, call: Option<&str>) -> Result<Events, IngestError> {
     let events = super::elements_or_root(doc, Document::ROOT)
         .into_iter()
         .map(|e| event(doc, e))
         .collect();
     Ok(Events {
         events,
-        historical: false,
+        historical: call == Some("import"),
     })
 }
 

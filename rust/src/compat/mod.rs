@@ -34,6 +34,15 @@ pub enum Format {
 }
 
 impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Segment => "segment",
+            Format::PostHog => "posthog",
+            Format::Mixpanel => "mixpanel",
+            Format::Amplitude => "amplitude",
+        }
+    }
+
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name {
             "segment" => Format::Segment,
@@ -53,13 +62,14 @@ pub(crate) struct Events {
 }
 
 /// `call` names the single-message endpoint the body came to (Segment's
-/// `/v1/page` is `page`, PostHog's `/engage/` is `engage`); `None` for
+/// `/v1/page` is `page`, PostHog's `/engage/` is `engage`, Mixpanel's
+/// `/import` is `import`); `None` for
 /// batch endpoints.
 fn map(doc: &Document<'_>, format: Format, call: Option<&str>) -> Result<Events, IngestError> {
     match format {
         Format::Segment => segment::map(doc, call),
         Format::PostHog => posthog::map(doc, call),
-        Format::Mixpanel => mixpanel::map(doc),
+        Format::Mixpanel => mixpanel::map(doc, call),
         Format::Amplitude => amplitude::map(doc),
     }
 }
@@ -73,6 +83,25 @@ fn parse<'a>(json: &'a [u8], limits: &Limits) -> Result<Document<'a>, IngestErro
         },
     )
     .map_err(|e| IngestError::body(json_error_code(e.kind), e.message))
+}
+
+/// Whose payload a body sent to a path two SDKs share is (`/track/`: PostHog
+/// and mixpanel-browser): PostHog's carry `api_key`, a `batch`, or events
+/// with a `uuid` or `timestamp`; Mixpanel's events have none of these.
+pub fn sniff_posthog_or_mixpanel(json: &[u8], limits: &Limits) -> Result<Format, IngestError> {
+    let doc = parse(json, limits)?;
+    let root = Document::ROOT;
+    let posthog = [b"api_key".as_slice(), b"batch"]
+        .iter()
+        .any(|k| get(&doc, root, k).is_some())
+        || first_event(&doc).is_some_and(|e| {
+            get(&doc, e, b"uuid").is_some() || get(&doc, e, b"timestamp").is_some()
+        });
+    Ok(if posthog {
+        Format::PostHog
+    } else {
+        Format::Mixpanel
+    })
 }
 
 /// The write key an SDK put in the body (Segment's `writeKey`, PostHog's
