@@ -20,12 +20,13 @@ from litestar.openapi import OpenAPIConfig
 from eventbunker.admin.api import admin_handlers
 from eventbunker.admin.store import AdminStore
 from eventbunker.bulk.endpoint import IMPORT_PATH, PROGRESS_PREFIX, ImportEndpoint
-from eventbunker.config import UNSET_PATH, Settings
-from eventbunker.errors import ErrorCode, error_document
 from eventbunker.compat.routes import (
     posthog_config_handlers,
     sdk_routes,
+    segment_settings_handlers,
 )
+from eventbunker.config import UNSET_PATH, Settings
+from eventbunker.errors import ErrorCode, error_document
 from eventbunker.ingest.auth import KeyCache
 from eventbunker.ingest.pipeline import IngestPipeline
 from eventbunker.ops.metrics import Metrics
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> RawRouter:
             *admin_handlers(admin_store),
             *web_handlers(admin_store, settings.trusted_proxies),
             *posthog_config_handlers(),
+            *segment_settings_handlers(),
         ],
         lifespan=[lifespan, admin_store.lifespan],
         template_config=template_config(),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from litestar import MediaType, Response, get
+from litestar import MediaType, Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 
 from eventbunker.compat import amplitude, mixpanel, posthog, segment
@@ -87,6 +87,23 @@ def posthog_config_handlers() -> list[HTTPRouteHandler]:
         return Response(script, headers=ANY_ORIGIN)
 
     return [config, config_js]
+
+
+def segment_settings_handlers() -> list[HTTPRouteHandler]:
+    """analytics.js (analytics-next) loads its settings from ``cdnURL``: with
+    ``cdnURL`` set to this server, they send to it (its Segment.io
+    destination only, no device-mode integrations)."""
+
+    @get(
+        "/v1/projects/{write_key:str}/settings", media_type=MediaType.JSON, include_in_schema=False
+    )
+    async def settings(
+        request: Request[Any, Any, Any], write_key: str
+    ) -> Response[dict[str, object]]:
+        host = request.headers.get("host", "")
+        return Response(segment.settings(write_key, host, request.url.scheme), headers=ANY_ORIGIN)
+
+    return [settings]
 
 
 ANY_ORIGIN = {"access-control-allow-origin": "*"}

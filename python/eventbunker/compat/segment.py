@@ -43,3 +43,21 @@ PATHS: dict[str, str | None] = {
     "/v1/alias": "alias",
     "/v1/a": "alias",
 }
+
+
+def settings(write_key: str, host: str, scheme: str) -> dict[str, object]:
+    """analytics-next's project settings: only the Segment.io destination,
+    sending here."""
+    return {
+        "integrations": {
+            "Segment.io": {"apiKey": write_key, "apiHost": f"{host}/v1", "protocol": scheme}
+        },
+        "plan": {"track": {"__default": {"enabled": True, "integrations": {}}}},
+        "edgeFunction": {},
+        "analyticsNextEnabled": True,
+        "middlewareSettings": {},
+        "enabledMiddleware": {},
+        "metrics": {"sampleRate": 0},
+        "legacyVideoPluginsEnabled": False,
+        "remotePlugins": [],
+    }
