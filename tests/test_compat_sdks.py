@@ -4,16 +4,17 @@
 SDK has for the endpoints we serve is made and checked in ``events``,
 column by column; a retried message id is stored once.
 
-``EVENTBUNKER_SDK_TABLE=path`` writes the SDK × call type → stored table
+``EVENTBUNKER_SDK_TABLE=path`` writes the SDK x call type → stored table
 (the README's) from what these tests observed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -349,7 +350,7 @@ def test_mixpanel_python_sdk(
 
 def test_mixpanel_answers(sdk_server: Server, project: Project) -> None:
     event = {"event": "x", "properties": {"token": project.write_key, "distinct_id": "d"}}
-    plain = httpx.post(sdk_server.url + "/track", data={"data": __import__("json").dumps(event)})
+    plain = httpx.post(sdk_server.url + "/track", data={"data": json.dumps(event)})
     assert (plain.status_code, plain.text) == (200, "1")
     verbose = httpx.post(sdk_server.url + "/track?verbose=1", json=[event])
     assert verbose.json() == {"status": 1, "error": None}
@@ -360,7 +361,8 @@ def test_mixpanel_answers(sdk_server: Server, project: Project) -> None:
     assert bad.json()["status"] == 0
     strict = httpx.post(
         sdk_server.url + "/import?strict=1",
-        content=b'{"event": "ok", "properties": {"time": 1700000000}}\n{"properties": {"time": 1}}\n',
+        content=b'{"event": "ok", "properties": {"time": 1700000000}}\n'
+        b'{"properties": {"time": 1}}\n',
         auth=(project.write_key, ""),
         headers={"Content-Type": "application/x-ndjson"},
     )
