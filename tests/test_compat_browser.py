@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
+import sdk_table
 from conftest import Project, Server, start_server, stop_server
 
 SDK_WEB = Path(__file__).resolve().parent / "sdk_web"
@@ -37,6 +38,14 @@ PAGEVIEWS = {
     "posthog": "$pageview",
     "mixpanel": "$mp_web_page_view",
     "amplitude": "[Amplitude] Page Viewed",
+}
+
+
+PACKAGES = {
+    "segment": "@segment/analytics-next",
+    "posthog": "posthog-js",
+    "mixpanel": "mixpanel-browser",
+    "amplitude": "@amplitude/analytics-browser",
 }
 
 
@@ -68,6 +77,7 @@ def sdk_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
         yield srv
     finally:
         stop_server(srv)
+        sdk_table.write()
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +131,8 @@ def test_browser_sdk_pageview_and_event(
         rows = wait_rows(db, project.id, {PAGEVIEWS[sdk], "Browser Click"})
     finally:
         context.close()
+    for call, name in (("pageview", PAGEVIEWS[sdk]), ("custom event", "Browser Click")):
+        sdk_table.record(f"{PACKAGES[sdk]} (browser)", call, name in rows)
     for name in (PAGEVIEWS[sdk], "Browser Click"):
         row = rows[name]
         assert row["ua_browser"] == "Chrome", (name, row["user_agent"])

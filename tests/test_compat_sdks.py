@@ -11,7 +11,6 @@ column by column; a retried message id is stored once.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import httpx
 import psycopg
 import pytest
 
+import sdk_table
 from conftest import Project, Server, start_server, stop_server
 
 GEOIP_DB = Path(__file__).parents[1].parent / "shared/testdata/geoip/GeoIP2-City-Test.mmdb"
@@ -33,8 +33,6 @@ CHROME_UA = (
     "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 )
 PAGE_URL = "https://shop.example/pricing?utm_source=newsletter&utm_medium=email&utm_campaign=winter"
-
-TABLE: dict[tuple[str, str], bool] = {}
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +51,7 @@ def sdk_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
         yield srv
     finally:
         stop_server(srv)
-        if path := os.environ.get("EVENTBUNKER_SDK_TABLE"):
-            write_table(Path(path))
-
-
-def write_table(path: Path) -> None:
-    lines = ["| SDK | call type | stored |", "|---|---|---|"]
-    lines += [f"| {sdk} | {call} | {'yes' if ok else 'no'} |" for (sdk, call), ok in TABLE.items()]
-    with path.open("a") as out:
-        out.write("\n".join(lines[0 if path.stat().st_size == 0 else 2 :]) + "\n")
+        sdk_table.write()
 
 
 def stored(
@@ -89,7 +79,7 @@ def by_name(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def record(sdk: str, rows: dict[str, dict[str, Any]], calls: dict[str, str]) -> None:
     """Note, per call type, whether its event was stored (calls: type → name)."""
     for call, name in calls.items():
-        TABLE[(sdk, call)] = name in rows
+        sdk_table.record(sdk, call, name in rows)
 
 
 def assert_enriched(row: dict[str, Any], *, browser: str = "Chrome") -> None:

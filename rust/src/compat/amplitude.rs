@@ -59,11 +59,9 @@ fn event(doc: &Document<'_>, e: usize, sent_at: Option<usize>) -> Mapped {
         slots,
         name: None,
         properties: Properties::Merged([
-            Some(Source {
-                obj: e,
-                skip: MAPPED,
-            }),
-            props.map(|obj| Source { obj, skip: &[] }),
+            Some(Source::members(e, MAPPED)),
+            props.map(|obj| Source::members(obj, &[])),
+            None,
             None,
         ]),
     }

@@ -52,14 +52,9 @@ fn event(doc: &Document<'_>, e: usize) -> Mapped {
         slots,
         name: None,
         properties: Properties::Merged([
-            Some(Source {
-                obj: e,
-                skip: MAPPED,
-            }),
-            props.map(|obj| Source {
-                obj,
-                skip: MAPPED_PROPERTIES,
-            }),
+            Some(Source::members(e, MAPPED)),
+            props.map(|obj| Source::members(obj, MAPPED_PROPERTIES)),
+            None,
             None,
         ]),
     }

@@ -95,14 +95,9 @@ fn event(doc: &Document<'_>, e: usize, sent_at: Option<usize>, engage: bool) -> 
         // A person update sent to /engage/ (`$set` without `event`).
         name: engage.then_some("$identify"),
         properties: Properties::Merged([
-            Some(Source {
-                obj: e,
-                skip: MAPPED,
-            }),
-            props.map(|obj| Source {
-                obj,
-                skip: MAPPED_PROPERTIES,
-            }),
+            Some(Source::members(e, MAPPED)),
+            props.map(|obj| Source::members(obj, MAPPED_PROPERTIES)),
+            None,
             None,
         ]),
     }

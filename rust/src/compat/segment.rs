@@ -1,7 +1,7 @@
 //! Segment's HTTP tracking API (`/v1/batch`, `/v1/track`, `/v1/page`, …):
 //! a message, or `{"batch": [messages], "sentAt", "writeKey"}`.
 
-use super::{elements_or_root, get, id_value, not_an_object, Events};
+use super::{elements_or_root, get, get_all, id_value, not_an_object, Events};
 use crate::ingest::event::{Mapped, Properties, Slots, Source};
 use crate::ingest::json::{Document, Node};
 use crate::ingest::IngestError;
@@ -18,7 +18,11 @@ const MAPPED: &[&[u8]] = &[
     b"writeKey",
     b"properties",
     b"traits",
+    b"context",
 ];
+/// Context members stored as columns (kept once, there). `context.page`
+/// stays whole (its title, path, search), as does `context.campaign`.
+const CONTEXT_MAPPED: &[&[u8]] = &[b"ip", b"userAgent"];
 
 /// The name of a typed call that came to its own endpoint without `type`.
 fn call_name(call: &str) -> &'static str {
@@ -55,45 +59,58 @@ fn message(doc: &Document<'_>, m: usize, call: Option<&str>, sent_at: Option<usi
     if !matches!(doc.node(m), Node::Object { .. }) {
         return not_an_object(m);
     }
-    let kind = get(doc, m, b"type").filter(|&v| matches!(doc.node(v), Node::Str { .. }));
+    let [kind, event, user_id, anonymous_id, message_id, timestamp, own_sent_at, context, properties, traits] =
+        get_all(
+            doc,
+            Some(m),
+            [
+                b"type",
+                b"event",
+                b"userId",
+                b"anonymousId",
+                b"messageId",
+                b"timestamp",
+                b"sentAt",
+                b"context",
+                b"properties",
+                b"traits",
+            ],
+        );
+    let kind = kind.filter(|&v| matches!(doc.node(v), Node::Str { .. }));
     let is_track = match kind {
         Some(t) => doc.str_bytes(t) == b"track",
         None => call.is_none_or(|c| c == "track"),
     };
     // A track is named by its `event`; a typed call by its type.
     let (name_node, name) = match (is_track, kind) {
-        (true, _) => (get(doc, m, b"event"), None),
+        (true, _) => (event, None),
         (false, Some(t)) => (Some(t), None),
         (false, None) => (None, Some(call_name(call.unwrap_or("track")))),
     };
-    let context = get(doc, m, b"context");
-    let page = context.and_then(|c| get(doc, c, b"page"));
-    let properties = get(doc, m, b"properties");
-    let campaign = context.and_then(|c| get(doc, c, b"campaign"));
-    let from_campaign = |key: &[u8]| campaign.and_then(|c| get(doc, c, key));
+    // On the parser's tape a member's key node comes right before its value.
+    let context_key = context.map(|v| v - 1);
+    let [ip, user_agent, page, campaign] =
+        get_all(doc, context, [b"ip", b"userAgent", b"page", b"campaign"]);
+    let [page_url, page_referrer] = get_all(doc, page, [b"url", b"referrer"]);
+    let [source, medium, campaign_name, term, content] = get_all(
+        doc,
+        campaign,
+        [b"source", b"medium", b"name", b"term", b"content"],
+    );
+    let from_properties = |key: &[u8]| properties.and_then(|p| get(doc, p, key));
     let slots = Slots {
         event_name: name_node,
-        timestamp: get(doc, m, b"timestamp"),
-        sent_at: get(doc, m, b"sentAt").or(sent_at),
-        event_id: get(doc, m, b"messageId"),
-        distinct_id: id_value(doc, get(doc, m, b"userId"))
-            .or_else(|| id_value(doc, get(doc, m, b"anonymousId"))),
-        ip: context.and_then(|c| get(doc, c, b"ip")),
-        user_agent: context.and_then(|c| get(doc, c, b"userAgent")),
-        url: page
-            .and_then(|p| get(doc, p, b"url"))
-            .or_else(|| properties.and_then(|p| get(doc, p, b"url"))),
-        referrer: page
-            .and_then(|p| get(doc, p, b"referrer"))
-            .or_else(|| properties.and_then(|p| get(doc, p, b"referrer")))
+        timestamp,
+        sent_at: own_sent_at.or(sent_at),
+        event_id: message_id,
+        distinct_id: id_value(doc, user_id).or_else(|| id_value(doc, anonymous_id)),
+        ip,
+        user_agent,
+        url: page_url.or_else(|| from_properties(b"url")),
+        referrer: page_referrer
+            .or_else(|| from_properties(b"referrer"))
             .filter(|&v| !doc.str_bytes(v).is_empty()),
-        utm: [
-            from_campaign(b"source"),
-            from_campaign(b"medium"),
-            from_campaign(b"name"),
-            from_campaign(b"term"),
-            from_campaign(b"content"),
-        ],
+        utm: [source, medium, campaign_name, term, content],
         ..Slots::default()
     };
     Mapped {
@@ -101,12 +118,14 @@ fn message(doc: &Document<'_>, m: usize, call: Option<&str>, sent_at: Option<usi
         slots,
         name,
         properties: Properties::Merged([
-            Some(Source {
-                obj: m,
-                skip: MAPPED,
+            Some(Source::members(m, MAPPED)),
+            properties.map(|obj| Source::members(obj, &[])),
+            traits.map(|obj| Source::members(obj, &[])),
+            context.map(|obj| Source {
+                obj,
+                skip: CONTEXT_MAPPED,
+                nest: context_key,
             }),
-            properties.map(|obj| Source { obj, skip: &[] }),
-            get(doc, m, b"traits").map(|obj| Source { obj, skip: &[] }),
         ]),
     }
 }

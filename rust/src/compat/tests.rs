@@ -57,7 +57,11 @@ fn segment_batch() {
     assert_eq!(col(&r[0], "utm_medium"), Some("email"));
     let p = properties(&r[0]);
     assert!(p.contains(r#""plan":"pro""#), "{p}");
-    assert!(p.contains(r#""context":{"#), "{p}");
+    assert!(p.contains(r#""context":{"page":{"#), "{p}");
+    assert!(
+        !p.contains("198.51.100.7") && !p.contains("userAgent"),
+        "{p}"
+    );
     assert!(!p.contains("secret") && !p.contains("messageId"), "{p}");
     assert_eq!(col(&r[1], "event_name"), Some("page"));
     assert_eq!(col(&r[1], "distinct_id"), Some("a2"));

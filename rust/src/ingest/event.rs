@@ -444,16 +444,28 @@ pub struct Mapped {
 pub enum Properties {
     /// Every member of the event object that is not a known field.
     Native,
-    /// The members of up to three objects, in order (of duplicate keys the
+    /// The members of up to four objects, in order (of duplicate keys the
     /// last one counts, as in `jsonb`), each without its `skip` keys.
-    Merged([Option<Source>; 3]),
+    Merged([Option<Source>; 4]),
 }
 
-/// An object whose members go into `properties`.
+/// An object whose members go into `properties`: at the top, or (`nest`)
+/// as one member holding them, named by the key node `nest`.
 #[derive(Clone, Copy, Debug)]
 pub struct Source {
     pub obj: usize,
     pub skip: &'static [&'static [u8]],
+    pub nest: Option<usize>,
+}
+
+impl Source {
+    pub fn members(obj: usize, skip: &'static [&'static [u8]]) -> Self {
+        Source {
+            obj,
+            skip,
+            nest: None,
+        }
+    }
 }
 
 /// Check `event` (position `index` in the batch) and, when it is valid,
@@ -712,20 +724,36 @@ fn write_merged(
         if !matches!(doc.node(source.obj), Node::Object { .. }) {
             continue;
         }
+        let mut inner_first = true;
+        let first = match source.nest {
+            Some(key) => {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                copy::write_json(out, doc, key)?;
+                out.extend_from_slice(b":{");
+                &mut inner_first
+            }
+            None => &mut first,
+        };
         for (k, v) in doc.members(source.obj) {
             if source.skip.contains(&doc.str_bytes(k)) {
                 continue;
             }
-            if !first {
+            if !*first {
                 out.push(b',');
             }
-            first = false;
+            *first = false;
             copy::write_json(out, doc, k)?;
             out.push(b':');
             copy::write_json(out, doc, v).map_err(|e| copy::Unstorable {
-                field: doc.str(k).to_owned(),
+                field: doc.str(source.nest.unwrap_or(k)).to_owned(),
                 ..e
             })?;
+        }
+        if source.nest.is_some() {
+            out.push(b'}');
         }
     }
     out.push(b'}');
