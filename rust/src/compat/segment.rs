@@ -20,9 +20,10 @@ const MAPPED: &[&[u8]] = &[
     b"traits",
     b"context",
 ];
-/// Context members stored as columns (kept once, there). `context.page`
-/// stays whole (its title, path, search), as does `context.campaign`.
+/// Context members stored as columns (kept once, there); `context.page`
+/// keeps its other members (title, path, search), `context.campaign` all.
 const CONTEXT_MAPPED: &[&[u8]] = &[b"ip", b"userAgent"];
+const PAGE_MAPPED: &[&[u8]] = &[b"url", b"referrer"];
 
 /// The name of a typed call that came to its own endpoint without `type`.
 fn call_name(call: &str) -> &'static str {
@@ -125,6 +126,7 @@ fn message(doc: &Document<'_>, m: usize, call: Option<&str>, sent_at: Option<usi
                 obj,
                 skip: CONTEXT_MAPPED,
                 nest: context_key,
+                trim: Some((b"page", PAGE_MAPPED)),
             }),
         ]),
     }

@@ -57,7 +57,8 @@ fn segment_batch() {
     assert_eq!(col(&r[0], "utm_medium"), Some("email"));
     let p = properties(&r[0]);
     assert!(p.contains(r#""plan":"pro""#), "{p}");
-    assert!(p.contains(r#""context":{"page":{"#), "{p}");
+    assert!(p.contains(r#""context":{"page":{}"#), "{p}");
+    assert!(!p.contains("shop.example"), "{p}");
     assert!(
         !p.contains("198.51.100.7") && !p.contains("userAgent"),
         "{p}"

@@ -456,6 +456,8 @@ pub struct Source {
     pub obj: usize,
     pub skip: &'static [&'static [u8]],
     pub nest: Option<usize>,
+    /// A member (by key) that is an object written without some of its keys.
+    pub trim: Option<(&'static [u8], &'static [&'static [u8]])>,
 }
 
 impl Source {
@@ -464,6 +466,7 @@ impl Source {
             obj,
             skip,
             nest: None,
+            trim: None,
         }
     }
 }
@@ -747,7 +750,15 @@ fn write_merged(
             *first = false;
             copy::write_json(out, doc, k)?;
             out.push(b':');
-            copy::write_json(out, doc, v).map_err(|e| copy::Unstorable {
+            let written = match source.trim {
+                Some((key, drop))
+                    if doc.str_bytes(k) == key && matches!(doc.node(v), Node::Object { .. }) =>
+                {
+                    copy::write_json_object(out, doc, v, |m| !drop.contains(&m))
+                }
+                _ => copy::write_json(out, doc, v),
+            };
+            written.map_err(|e| copy::Unstorable {
                 field: doc.str(source.nest.unwrap_or(k)).to_owned(),
                 ..e
             })?;
