@@ -10,6 +10,8 @@ column by column; a retried message id is stored once.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import time
 import uuid
@@ -281,6 +283,29 @@ def test_posthog_answers(sdk_server: Server, project: Project) -> None:
     assert flags.json()["featureFlags"] == {}
     config = httpx.get(sdk_server.url + f"/array/{project.write_key}/config")
     assert config.json()["hasFeatureFlags"] is False
+
+
+def test_posthog_bodies(sdk_server: Server, project: Project, db: psycopg.Connection[Any]) -> None:
+    """What posthog-js and older clients send besides JSON: a base64 ``data=``
+    form, raw gzip without a header (``compression=gzip-js``), ``/engage/``
+    person updates, and ``/track/`` (shared with mixpanel-browser)."""
+    key = project.write_key
+    event = {"event": "Form", "properties": {"token": key, "distinct_id": "p-1"}}
+    form = base64.b64encode(json.dumps([event]).encode()).decode()
+    r = httpx.post(sdk_server.url + "/e/?compression=base64", data={"data": form})
+    assert r.status_code == 200, r.text
+    gz = gzip.compress(json.dumps([{**event, "event": "Gzip"}]).encode())
+    r = httpx.post(sdk_server.url + "/i/v0/e/", content=gz, headers={"Content-Type": "text/plain"})
+    assert r.status_code == 200, r.text
+    engage = {"$token": key, "$distinct_id": "p-1", "$set": {"plan": "pro"}}
+    assert httpx.post(sdk_server.url + "/engage/", json=engage).status_code == 200
+    track = {"api_key": key, "event": "Shared", "distinct_id": "p-1", "uuid": "u-shared"}
+    assert httpx.post(sdk_server.url + "/track/", json=track).json() == {"status": 1}
+    named = by_name(stored(db, project.id, 4))
+    assert set(named) == {"Form", "Gzip", "$identify", "Shared"}
+    assert named["$identify"]["properties"]["$set"] == {"plan": "pro"}
+    assert named["Shared"]["event_id"] == "u-shared"
+    assert all(row["distinct_id"] == "p-1" for row in named.values())
 
 
 # --- Mixpanel ------------------------------------------------------------------
