@@ -16,7 +16,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,8 +24,8 @@ import pytest
 
 import sdk_table
 from conftest import Project, Server, start_server, stop_server
+from conftest import testdata as shared_testdata
 
-GEOIP_DB = Path(__file__).parents[1].parent / "shared/testdata/geoip/GeoIP2-City-Test.mmdb"
 VISIBLE_WITHIN_S = 10.0
 # 81.2.69.142 is in MaxMind's test database: GB, England, London.
 LONDON_IP = "81.2.69.142"
@@ -39,15 +38,14 @@ PAGE_URL = "https://shop.example/pricing?utm_source=newsletter&utm_medium=email&
 
 @pytest.fixture(scope="module")
 def sdk_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    if not GEOIP_DB.exists():
-        pytest.skip(f"MaxMind's test database is missing: {GEOIP_DB}")
+    geoip_db = shared_testdata("geoip/GeoIP2-City-Test.mmdb")
     srv = start_server(
         database_url,
         tmp_path_factory.mktemp("sdk-server"),
         "--workers",
         "1",
         "--geoip-db",
-        str(GEOIP_DB),
+        str(geoip_db),
     )
     try:
         yield srv
