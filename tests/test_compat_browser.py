@@ -18,17 +18,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from test_web import DESKTOP_UA, browser  # noqa: F401 (the Chromium fixture)
 
 import sdk_table
 from conftest import Project, Server, start_server, stop_server
 
 SDK_WEB = Path(__file__).resolve().parent / "sdk_web"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
-DESKTOP_UA = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36"
-    " (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
-)
 UTM = {"utm_source": "browser-test", "utm_medium": "cpc", "utm_campaign": "launch"}
 VISIBLE_WITHIN_S = 20.0
 
@@ -80,20 +75,6 @@ def sdk_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
         sdk_table.write()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.fail("chromium is missing: run scripts/setup.sh (it installs Debian's chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
 def wait_rows(db: psycopg.Connection[Any], project_id: int, names: set[str]) -> dict[str, Any]:
     deadline = time.monotonic() + VISIBLE_WITHIN_S
     cur = db.cursor(row_factory=psycopg.rows.dict_row)
@@ -111,7 +92,7 @@ def test_browser_sdk_pageview_and_event(
     sdk: str,
     sdk_server: Server,
     page_origin: str,
-    browser: Any,
+    browser: Any,  # noqa: F811 (the fixture imported from test_web)
     project: Project,
     db: psycopg.Connection[Any],
 ) -> None:

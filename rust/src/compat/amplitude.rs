@@ -1,10 +1,9 @@
 //! Amplitude HTTP V2 and Batch APIs (`/2/httpapi`, `/batch`):
 //! `{"api_key", "events": [events], "options", "client_upload_time"}`.
 
-use super::{get, id_value, not_an_object, unless, Events};
+use super::{get, id_value, not_an_object, unless, utm_members, Events};
 use crate::ingest::event::{Mapped, Properties, Slots, Source};
 use crate::ingest::json::{Document, Node};
-use crate::ingest::url_fields::UTM_FIELDS;
 use crate::ingest::{ErrorCode, IngestError};
 
 const MAPPED: &[&[u8]] = &[b"event_type", b"time", b"insert_id", b"event_properties"];
@@ -37,10 +36,7 @@ fn event(doc: &Document<'_>, e: usize, sent_at: Option<usize>) -> Mapped {
     }
     let props = get(doc, e, b"event_properties");
     let prop = |key: &[u8]| props.and_then(|p| get(doc, p, key));
-    let mut utm = [None; 5];
-    for (slot, name) in utm.iter_mut().zip(UTM_FIELDS) {
-        *slot = prop(name.as_bytes());
-    }
+    let utm = utm_members(doc, props);
     let slots = Slots {
         event_name: get(doc, e, b"event_type"),
         timestamp: get(doc, e, b"time"),

@@ -2,10 +2,9 @@
 //! `{"event", "properties": {"token", "distinct_id", "time", "$insert_id", …}}`
 //! or an array (or NDJSON lines) of them.
 
-use super::{get, id_value, not_an_object, unless, Events};
+use super::{get, id_value, not_an_object, unless, utm_members, Events};
 use crate::ingest::event::{Mapped, Properties, Slots, Source};
 use crate::ingest::json::{Document, Node};
-use crate::ingest::url_fields::UTM_FIELDS;
 use crate::ingest::IngestError;
 
 const MAPPED: &[&[u8]] = &[b"event", b"properties"];
@@ -31,10 +30,7 @@ fn event(doc: &Document<'_>, e: usize) -> Mapped {
     }
     let props = get(doc, e, b"properties");
     let prop = |key: &[u8]| props.and_then(|p| get(doc, p, key));
-    let mut utm = [None; 5];
-    for (slot, name) in utm.iter_mut().zip(UTM_FIELDS) {
-        *slot = prop(name.as_bytes());
-    }
+    let utm = utm_members(doc, props);
     let slots = Slots {
         event_name: get(doc, e, b"event"),
         timestamp: prop(b"time"),

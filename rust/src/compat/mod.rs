@@ -222,6 +222,23 @@ pub(crate) fn get_all<const N: usize>(
     out
 }
 
+/// The `utm_*` members of object `obj` (PostHog's, Mixpanel's and
+/// Amplitude's properties carry them under our own names), in column order.
+pub(crate) fn utm_members(doc: &Document<'_>, obj: Option<usize>) -> [Option<usize>; 5] {
+    let [source, medium, campaign, term, content] = get_all(
+        doc,
+        obj,
+        [
+            b"utm_source",
+            b"utm_medium",
+            b"utm_campaign",
+            b"utm_term",
+            b"utm_content",
+        ],
+    );
+    [source, medium, campaign, term, content]
+}
+
 /// `get` along a path of keys.
 pub(crate) fn path(doc: &Document<'_>, obj: usize, keys: &[&[u8]]) -> Option<usize> {
     keys.iter().try_fold(obj, |at, key| get(doc, at, key))

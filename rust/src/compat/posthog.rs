@@ -2,10 +2,9 @@
 //! `/engage/`): `{"api_key", "batch": [events], "sent_at",
 //! "historical_migration"}`, an array of events, or one event.
 
-use super::{elements_or_root, get, id_value, not_an_object, path, unless, Events};
+use super::{elements_or_root, get, id_value, not_an_object, path, unless, utm_members, Events};
 use crate::ingest::event::{Mapped, Properties, Slots, Source};
 use crate::ingest::json::{Document, Node};
-use crate::ingest::url_fields::UTM_FIELDS;
 use crate::ingest::IngestError;
 
 /// Event members stored as columns (or lifted into `properties`).
@@ -70,10 +69,7 @@ fn event(doc: &Document<'_>, e: usize, sent_at: Option<usize>, engage: bool) -> 
     }
     let props = get(doc, e, b"properties");
     let prop = |key: &[u8]| props.and_then(|p| get(doc, p, key));
-    let mut utm = [None; 5];
-    for (slot, name) in utm.iter_mut().zip(UTM_FIELDS) {
-        *slot = prop(name.as_bytes());
-    }
+    let utm = utm_members(doc, props);
     let slots = Slots {
         event_name: get(doc, e, b"event"),
         timestamp: get(doc, e, b"timestamp"),
