@@ -23,8 +23,7 @@ import psycopg
 import pytest
 
 import sdk_table
-from conftest import Project, Server, start_server, stop_server
-from conftest import testdata as shared_testdata
+from conftest import Project, Server, shared_testdata, start_server, stop_server
 
 VISIBLE_WITHIN_S = 10.0
 # 81.2.69.142 is in MaxMind's test database: GB, England, London.
