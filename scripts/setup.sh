@@ -31,6 +31,7 @@ command -v wrk >/dev/null || need wrk
 command -v curl >/dev/null || need curl  # the quickstart's printed commands (tests/test_cli.py)
 if [ "${EVENTBUNKER_SETUP_BROWSER:-1}" = 1 ]; then
     command -v chromium >/dev/null || need chromium
+    command -v npm >/dev/null || { need nodejs; need npm; }
 fi
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
@@ -63,3 +64,12 @@ log "building the Rust extension (release)"
 # Installs the package in editable mode (python/ is linked, the compiled
 # module is copied next to it) plus the `eventbunker` command.
 VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH" .venv/bin/maturin develop --release -q >&2
+
+if [ "${EVENTBUNKER_SETUP_BROWSER:-1}" = 1 ]; then
+    # The browser SDKs tests/test_compat_browser.py loads, as locked.
+    sdk_stamp=tests/sdk_web/node_modules/.package-lock.json
+    if [ ! -f "$sdk_stamp" ] || [ tests/sdk_web/package-lock.json -nt "$sdk_stamp" ]; then
+        log "installing the browser SDKs (npm ci in tests/sdk_web)"
+        (cd tests/sdk_web && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >&2)
+    fi
+fi

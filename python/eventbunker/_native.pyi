@@ -16,10 +16,12 @@ __all__ = [
     "Limits",
     "Prepared",
     "PreparedLines",
+    "SdkBody",
     "SpoolBatch",
     "decode_spool",
     "prepare_events",
     "prepare_lines",
+    "sdk_body",
 ]
 
 EVENT_COLUMNS: tuple[str, ...]
@@ -154,6 +156,9 @@ def prepare_events(
     limits: Limits,
     forwarded_for: str | None = None,
     enricher: Enricher | None = None,
+    format: str | None = None,
+    call: str | None = None,
+    form: bool = False,
 ) -> Prepared:
     """Parse, validate, enrich and encode one ``POST /v1/events`` body.
 
@@ -168,6 +173,12 @@ def prepare_events(
     request's headers, used when the body has no ``user_agent`` /
     ``referrer``. ``enricher``: None means no GeoIP, no trusted proxy, whole
     addresses (and a shared user-agent cache).
+
+    ``format``: ``segment``, ``posthog``, ``mixpanel`` or ``amplitude`` maps
+    that SDK's payload into our events (rust/src/compat/), ``None`` is our
+    own; ``call`` is the single-message endpoint it came to (Segment's
+    ``page``, PostHog's ``engage``); ``form``: the body is form-encoded
+    (``data=``). Gzip is also recognised by its magic bytes for SDK formats.
 
     Raises ``IngestError`` for anything the client must fix; a batch is all
     or nothing.
@@ -217,6 +228,38 @@ class SpoolBatch:
 def decode_spool(data: bytes, segment: int, start: int) -> SpoolBatch:
     """Decode the spool records at the start of ``data``, read at byte ``start`` of
     segment ``segment`` (for the damage message)."""
+
+@final
+class SdkBody:
+    """An SDK's body decoded, with the write key it carries."""
+
+    @property
+    def json(self) -> bytes:
+        """The JSON text (pass it to ``prepare_events`` with ``gzip=False``)."""
+    @property
+    def key(self) -> str | None:
+        """``writeKey``, ``api_key``, ``token``: the key in the body, if any."""
+    @property
+    def verbose(self) -> bool | None:
+        """The form's ``verbose`` field (Mixpanel)."""
+    @property
+    def ip(self) -> bool | None:
+        """The form's ``ip`` field (Mixpanel: 0 means do not use the peer's address)."""
+    @property
+    def strict(self) -> bool | None:
+        """The form's ``strict`` field (Mixpanel's ``/import``)."""
+    @property
+    def format(self) -> str:
+        """The payload's format (``posthog-or-mixpanel`` resolved by its shape)."""
+
+def sdk_body(body: bytes, *, format: str, gzip: bool, form: bool, limits: Limits) -> SdkBody:
+    """Gunzip / decode the ``data=`` form of an SDK's body and find its key.
+
+    ``format`` may be ``posthog-or-mixpanel`` (the ``/track/`` path both use):
+    resolved by the payload's shape.
+
+    Raises ``IngestError`` (413 over the body limit, 400 otherwise).
+    """
 
 @final
 class PreparedLines:

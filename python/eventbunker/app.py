@@ -20,6 +20,11 @@ from litestar.openapi import OpenAPIConfig
 from eventbunker.admin.api import admin_handlers
 from eventbunker.admin.store import AdminStore
 from eventbunker.bulk.endpoint import IMPORT_PATH, PROGRESS_PREFIX, ImportEndpoint
+from eventbunker.compat.routes import (
+    posthog_config_handlers,
+    sdk_routes,
+    segment_settings_handlers,
+)
 from eventbunker.config import UNSET_PATH, Settings
 from eventbunker.errors import ErrorCode, error_document
 from eventbunker.ingest.auth import KeyCache
@@ -107,6 +112,8 @@ def create_app(settings: Settings | None = None) -> RawRouter:
             *query_api.handlers,
             *admin_handlers(admin_store),
             *web_handlers(admin_store, ingest.enricher),
+            *posthog_config_handlers(),
+            *segment_settings_handlers(),
         ],
         lifespan=[lifespan, admin_store.lifespan],
         template_config=template_config(),
@@ -120,6 +127,7 @@ def create_app(settings: Settings | None = None) -> RawRouter:
         RawRoute("POST", IMPORT_PATH, imports.start),
         RawRoute("GET", PROGRESS_PREFIX, imports.progress),
     ]
+    raw_routes += sdk_routes(ingest.endpoint, keys)
     return RawRouter(app, raw_routes)
 
 

@@ -30,13 +30,15 @@ class RawRoute:
 
     A path ending in ``/`` is a prefix (``/v1/events/import/`` serves
     ``/v1/events/import/<id>``); any other path must match exactly.
-    ``allow_headers``: what a browser's preflight may send.
+    ``allow_headers``: what a browser's preflight may send. ``exact``: a
+    path ending in ``/`` that is matched exactly (PostHog's ``/e/``).
     """
 
     method: str
     path: str
     endpoint: RawEndpoint
     allow_headers: bytes = PREFLIGHT_ALLOW_HEADERS
+    exact: bool = False
 
 
 class RawRouter:
@@ -47,7 +49,8 @@ class RawRouter:
         self._exact: dict[str, dict[str, RawRoute]] = {}
         self._prefixes: dict[str, dict[str, RawRoute]] = {}
         for route in routes:
-            table = self._prefixes if route.path.endswith("/") else self._exact
+            prefix = route.path.endswith("/") and not route.exact
+            table = self._prefixes if prefix else self._exact
             methods = table.setdefault(route.path, {})
             if route.method in methods:
                 raise ValueError(f"two raw routes for {route.method} {route.path}")

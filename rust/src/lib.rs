@@ -2,6 +2,7 @@
 //! encode for COPY) and the spool's record framing in pure Rust, plus the PyO3 module `eventbunker._native`
 //! behind the `python` feature (so `cargo test` needs no Python).
 
+pub mod compat;
 pub mod enrich;
 pub mod ingest;
 pub mod spool;

@@ -10,6 +10,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
+use crate::compat::{self, Format};
 use crate::enrich::clock_cache::CacheStats;
 use crate::enrich::{Enricher, EnricherConfig, TrustedProxies};
 use crate::ingest::{self, timestamp, IngestError, Limits, Request};
@@ -311,6 +312,9 @@ fn lossy<'a>(s: &'a Option<Bound<'_, PyString>>) -> Option<Cow<'a, str>> {
     limits,
     forwarded_for = None,
     enricher = None,
+    format = None,
+    call = None,
+    form = false,
 ))]
 #[allow(clippy::too_many_arguments)]
 fn prepare_events(
@@ -326,8 +330,12 @@ fn prepare_events(
     limits: PyRef<'_, PyLimits>,
     forwarded_for: Option<Bound<'_, PyString>>,
     enricher: Option<Bound<'_, PyEnricher>>,
+    format: Option<&str>,
+    call: Option<&str>,
+    form: bool,
 ) -> PyResult<PyPrepared> {
     check_received_at(received_at_us)?;
+    let format = format.map(format_of).transpose()?;
     let customer_identifier = lossy(&customer_identifier);
     let peer_ip = lossy(&peer_ip);
     let user_agent = lossy(&user_agent);
@@ -346,7 +354,10 @@ fn prepare_events(
     };
     let limits = limits.inner;
     let enricher = enricher_or_default(&enricher);
-    let result = py.allow_threads(|| ingest::prepare_events(body, &request, &limits, enricher));
+    let result = py.allow_threads(|| match format {
+        None => ingest::prepare_events(body, &request, &limits, enricher),
+        Some(format) => compat::prepare(body, form, format, call, &request, &limits, enricher),
+    });
     match result {
         Ok(p) => {
             let record = py.allow_threads(|| {
@@ -359,6 +370,73 @@ fn prepare_events(
                 event_ids: PyList::new(py, p.event_ids)?.unbind(),
             })
         }
+        Err(e) => Err(to_py_err(py, e)),
+    }
+}
+
+fn format_of(name: &str) -> PyResult<Format> {
+    Format::parse(name).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "format must be segment, posthog, mixpanel or amplitude, got {name:?}"
+        ))
+    })
+}
+
+/// An SDK's body decoded (gzip, `data=` forms) with the write key it
+/// carries and its form fields.
+#[pyclass(frozen, module = "eventbunker._native", name = "SdkBody")]
+pub struct PySdkBody {
+    /// The JSON text, for `prepare_events(..., format=...)`.
+    #[pyo3(get)]
+    json: Py<PyBytes>,
+    #[pyo3(get)]
+    key: Option<String>,
+    #[pyo3(get)]
+    verbose: Option<bool>,
+    #[pyo3(get)]
+    ip: Option<bool>,
+    #[pyo3(get)]
+    strict: Option<bool>,
+    /// The format, resolved for `posthog-or-mixpanel`.
+    #[pyo3(get)]
+    format: &'static str,
+}
+
+/// Decode an SDK's body and find the write key in it (for SDKs that send
+/// it there rather than in a header); raises `IngestError`.
+#[pyfunction]
+#[pyo3(signature = (body, *, format, gzip, form, limits))]
+fn sdk_body(
+    py: Python<'_>,
+    body: &[u8],
+    format: &str,
+    gzip: bool,
+    form: bool,
+    limits: PyRef<'_, PyLimits>,
+) -> PyResult<PySdkBody> {
+    let given = match format {
+        "posthog-or-mixpanel" => None,
+        name => Some(format_of(name)?),
+    };
+    let limits = limits.inner;
+    let result = py.allow_threads(|| {
+        let decoded = compat::form::decode(body, gzip, form, limits.max_body_bytes())?;
+        let format = match given {
+            Some(f) => f,
+            None => compat::sniff_posthog_or_mixpanel(&decoded.json, &limits)?,
+        };
+        let key = compat::body_key(&decoded.json, format, &limits).unwrap_or(None);
+        Ok::<_, IngestError>((decoded, key, format))
+    });
+    match result {
+        Ok((decoded, key, format)) => Ok(PySdkBody {
+            format: format.name(),
+            json: PyBytes::new(py, &decoded.json).unbind(),
+            key,
+            verbose: decoded.fields.verbose,
+            ip: decoded.fields.ip,
+            strict: decoded.fields.strict,
+        }),
         Err(e) => Err(to_py_err(py, e)),
     }
 }
@@ -624,6 +702,9 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyPrepared>()?;
     m.add_class::<PyPreparedLines>()?;
     m.add_class::<PySpoolBatch>()?;
+
+    m.add_class::<PySdkBody>()?;
+    m.add_function(wrap_pyfunction!(sdk_body, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_events, m)?)?;
     m.add_function(wrap_pyfunction!(decode_spool, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_lines, m)?)?;

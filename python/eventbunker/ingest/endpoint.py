@@ -9,6 +9,7 @@ spool's fsync, answer. Browsers may call it cross-origin with a write key.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -27,6 +28,19 @@ ACCEPTED_MEDIA_TYPES = frozenset({b"", b"application/json", b"text/plain"})
 
 CORS_HEADERS = [(b"access-control-allow-origin", b"*")]  # on every answer
 Scope = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SdkPayload:
+    """What an SDK endpoint says about its body (see ``_native.prepare_events``)."""
+
+    format: str
+    call: str | None = None
+    form: bool = False
+    # False: do not use the peer's address (Mixpanel's ip=0).
+    use_peer: bool = True
+
+
 Receive = Any
 Send = Any
 
@@ -63,9 +77,7 @@ class IngestEndpoint:
             key = await self._keys.require(presented_key(headers), "write")
             accepted, duplicates = await self._ingest(key, scope, headers, receive)
         except Refusal as refusal:
-            self._metrics.reject(refusal.code)
-            if key is not None:
-                self._rejections.add(key.project_id, refusal.code)
+            self.count_refusal(key, refusal)
             await refuse(send, refusal)
             return
         await respond(send, 202, orjson.dumps({"accepted": accepted, "duplicates": duplicates}))
@@ -79,10 +91,29 @@ class IngestEndpoint:
         media_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
         if media_type not in ACCEPTED_MEDIA_TYPES:
             raise Refusal(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send application/json or text/plain")
-        body = await self._read_body(headers, receive)
+        body = await self.read_body(headers, receive)
+        return await self.accept(key, scope, headers, body, received_at_us, gzip=gzip)
+
+    async def accept(
+        self,
+        key: ApiKey,
+        scope: Scope,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        received_at_us: int,
+        *,
+        gzip: bool,
+        sdk: SdkPayload | None = None,
+    ) -> tuple[int, int]:
+        """Make a read body's events durable; return (accepted, duplicates).
+
+        The one durable path (lag admission, Rust preparation, spool append),
+        shared with the SDK endpoints (compat/), which name their payload's
+        format in ``sdk``.
+        """
         if self._backpressure.behind():
             await self._backpressure.admit()
-        client = scope.get("client")
+        client = scope.get("client") if sdk is None or sdk.use_peer else None
         try:
             prepared = _native.prepare_events(
                 body,
@@ -94,8 +125,11 @@ class IngestEndpoint:
                 user_agent=_text(headers.get(b"user-agent")),
                 referer=_text(headers.get(b"referer")),
                 limits=self._limits,
-                forwarded_for=_forwarded_for(scope, headers),
+                forwarded_for=_forwarded_for(scope, headers) if client else None,
                 enricher=self._enricher,
+                format=sdk.format if sdk else None,
+                call=sdk.call if sdk else None,
+                form=sdk.form if sdk else False,
             )
         except _native.IngestError as exc:
             raise Refusal(ErrorCode[exc.code.upper()], exc.message, exc.details) from None
@@ -108,7 +142,18 @@ class IngestEndpoint:
         self._duplicates.remember(key.project_id, event_ids)
         return prepared.count - duplicates, duplicates
 
-    async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+    def count_refusal(self, key: ApiKey | None, refusal: Refusal) -> None:
+        """Count a refused request (per project once its key is known)."""
+        self._metrics.reject(refusal.code)
+        if key is not None:
+            self._rejections.add(key.project_id, refusal.code)
+
+    @property
+    def limits(self) -> _native.Limits:
+        return self._limits
+
+    async def read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        """The whole body, refused past the body limit."""
         limit = self._max_body_bytes
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:

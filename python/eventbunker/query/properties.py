@@ -63,6 +63,7 @@ COLUMNS: dict[str, Kind] = {
     "referrer_host": Kind.TEXT,
     "url_host": Kind.TEXT,
     "url_path": Kind.TEXT,
+    "distinct_id": Kind.TEXT,
 }
 
 PROPERTIES_PREFIX = "properties."

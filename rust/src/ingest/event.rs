@@ -25,6 +25,8 @@
 //!   once per request.
 //! - `customer_identifier`: the write key's when it has one (the body's is
 //!   then ignored); else the body's when it is a string; else null.
+//! - `distinct_id`: the person, a non-empty string of at most 256
+//!   characters or a number (stored as its text).
 //! - Every other member goes, as sent, into `properties`.
 
 use std::borrow::Cow;
@@ -190,6 +192,7 @@ enum Field {
     MetricValue,
     EventId,
     CustomerIdentifier,
+    DistinctId,
     Ip,
     UserAgent,
     Url,
@@ -207,6 +210,7 @@ fn field_of(key: &[u8]) -> Option<Field> {
         b"metric_value" => Field::MetricValue,
         b"event_id" => Field::EventId,
         b"customer_identifier" => Field::CustomerIdentifier,
+        b"distinct_id" => Field::DistinctId,
         b"ip" => Field::Ip,
         b"user_agent" => Field::UserAgent,
         b"url" => Field::Url,
@@ -220,21 +224,24 @@ pub fn is_known_field(key: &[u8]) -> bool {
     field_of(key).is_some()
 }
 
-/// Node index of each known field's value (`None`: absent or null).
-#[derive(Default)]
-struct Slots {
-    event_name: Option<usize>,
-    timestamp: Option<usize>,
-    sent_at: Option<usize>,
-    metric_name: Option<usize>,
-    metric_value: Option<usize>,
-    event_id: Option<usize>,
-    customer_identifier: Option<usize>,
-    ip: Option<usize>,
-    user_agent: Option<usize>,
-    url: Option<usize>,
-    referrer: Option<usize>,
-    utm: [Option<usize>; 5],
+/// Node index of each known field's value (`None`: absent or null). For
+/// our own events they are members of the event object; an SDK's mapping
+/// (`crate::compat`) may take them from anywhere in the document.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct Slots {
+    pub event_name: Option<usize>,
+    pub timestamp: Option<usize>,
+    pub sent_at: Option<usize>,
+    pub metric_name: Option<usize>,
+    pub metric_value: Option<usize>,
+    pub event_id: Option<usize>,
+    pub customer_identifier: Option<usize>,
+    pub distinct_id: Option<usize>,
+    pub ip: Option<usize>,
+    pub user_agent: Option<usize>,
+    pub url: Option<usize>,
+    pub referrer: Option<usize>,
+    pub utm: [Option<usize>; 5],
 }
 
 impl Slots {
@@ -247,6 +254,7 @@ impl Slots {
             Field::MetricValue => &mut self.metric_value,
             Field::EventId => &mut self.event_id,
             Field::CustomerIdentifier => &mut self.customer_identifier,
+            Field::DistinctId => &mut self.distinct_id,
             Field::Ip => &mut self.ip,
             Field::UserAgent => &mut self.user_agent,
             Field::Url => &mut self.url,
@@ -284,6 +292,18 @@ fn name_of(doc: &Document<'_>, v: usize) -> Result<usize, String> {
         }
     }
     Ok(v)
+}
+
+/// A person id: a name (see [`name_of`]) or a number.
+fn distinct_of(doc: &Document<'_>, v: usize) -> Result<usize, String> {
+    match doc.node(v) {
+        Node::Number { .. } => Ok(v),
+        Node::Str { .. } => name_of(doc, v),
+        other => Err(format!(
+            "must be a string or a number, got {}",
+            other.kind()
+        )),
+    }
 }
 
 fn time_of(doc: &Document<'_>, v: usize) -> Result<i64, String> {
@@ -389,6 +409,82 @@ pub fn encode_event(
     out: &mut Vec<u8>,
     problems: &mut Problems,
 ) -> Option<Option<String>> {
+    let mut slots = Slots::default();
+    if matches!(doc.node(node), Node::Object { .. }) {
+        for (k, v) in doc.members(node) {
+            if let Some(f) = field_of(doc.str_bytes(k)) {
+                *slots.get_mut(f) = (doc.node(v) != Node::Null).then_some(v);
+            }
+        }
+    }
+    let event = Mapped {
+        node,
+        slots,
+        name: None,
+        properties: Properties::Native,
+    };
+    encode_mapped(doc, &event, index, ctx, out, problems)
+}
+
+/// One event of a document: where its fields are, and what goes into
+/// `properties`.
+#[derive(Clone, Copy, Debug)]
+pub struct Mapped {
+    /// The event object (it must be one).
+    pub node: usize,
+    pub slots: Slots,
+    /// The event's name when `slots.event_name` is `None` (an SDK's typed
+    /// call, such as Segment's `page`).
+    pub name: Option<&'static str>,
+    pub properties: Properties,
+}
+
+/// What an event's `properties` column holds.
+#[derive(Clone, Copy, Debug)]
+// Built on the stack once per event and never boxed: no allocation per event.
+#[allow(clippy::large_enum_variant)]
+pub enum Properties {
+    /// Every member of the event object that is not a known field.
+    Native,
+    /// The members of up to four objects, in order (of duplicate keys the
+    /// last one counts, as in `jsonb`), each without its `skip` keys.
+    Merged([Option<Source>; 4]),
+}
+
+/// An object whose members go into `properties`: at the top, or (`nest`)
+/// as one member holding them, named by the key node `nest`.
+#[derive(Clone, Copy, Debug)]
+pub struct Source {
+    pub obj: usize,
+    pub skip: &'static [&'static [u8]],
+    pub nest: Option<usize>,
+    /// A member (by key) that is an object written without some of its keys.
+    pub trim: Option<(&'static [u8], &'static [&'static [u8]])>,
+}
+
+impl Source {
+    pub fn members(obj: usize, skip: &'static [&'static [u8]]) -> Self {
+        Source {
+            obj,
+            skip,
+            nest: None,
+            trim: None,
+        }
+    }
+}
+
+/// Check `event` (position `index` in the batch) and, when it is valid,
+/// append its row to `out` and return its `event_id`. An invalid event adds
+/// its problems to `problems` and leaves `out` as it was.
+pub fn encode_mapped(
+    doc: &Document<'_>,
+    event: &Mapped,
+    index: usize,
+    ctx: &RequestContext<'_>,
+    out: &mut Vec<u8>,
+    problems: &mut Problems,
+) -> Option<Option<String>> {
+    let node = event.node;
     let kind = doc.node(node);
     if !matches!(kind, Node::Object { .. }) {
         problems.add(
@@ -398,22 +494,20 @@ pub fn encode_event(
         );
         return None;
     }
-    let mut s = Slots::default();
-    for (k, v) in doc.members(node) {
-        if let Some(f) = field_of(doc.str_bytes(k)) {
-            *s.get_mut(f) = (doc.node(v) != Node::Null).then_some(v);
-        }
-    }
+    let s = event.slots;
 
     // Check everything first, collecting every problem.
     let before = problems.total;
     let p = &mut *problems;
-    let event_name = match s.event_name {
-        None => {
+    let event_name = match (s.event_name, event.name) {
+        (None, None) => {
             p.add(index, Some("event_name"), "is required".to_string());
             None
         }
-        Some(v) => p.record(index, "event_name", name_of(doc, v)),
+        (None, Some(fixed)) => Some(Name::Fixed(fixed)),
+        (Some(v), _) => p
+            .record(index, "event_name", name_of(doc, v))
+            .map(Name::Node),
     };
     let ts = s
         .timestamp
@@ -443,6 +537,9 @@ pub fn encode_event(
     let event_id = s
         .event_id
         .and_then(|v| p.record(index, "event_id", name_of(doc, v)));
+    let distinct_id = s
+        .distinct_id
+        .and_then(|v| p.record(index, "distinct_id", distinct_of(doc, v)));
     let body_ip = s.ip.and_then(|v| p.record(index, "ip", ip_of(doc, v)));
     let user_agent = s
         .user_agent
@@ -520,7 +617,10 @@ pub fn encode_event(
     out.push(SEP);
     out.extend_from_slice(ctx.project_id_text.as_bytes());
     out.push(SEP);
-    copy::write_doc_text(out, doc, event_name);
+    match event_name {
+        Name::Node(v) => copy::write_doc_text(out, doc, v),
+        Name::Fixed(name) => out.extend_from_slice(name.as_bytes()),
+    }
     out.push(SEP);
     write_opt_doc_text(out, doc, event_id);
     out.push(SEP);
@@ -590,13 +690,87 @@ pub fn encode_event(
         url_parts.as_ref().and_then(|p| p.path).map(str::as_bytes),
     );
     out.push(SEP);
-    if let Err(e) = copy::write_json_object(out, doc, node, |k| !is_known_field(k)) {
+    let written = match &event.properties {
+        Properties::Native => copy::write_json_object(out, doc, node, |k| !is_known_field(k)),
+        Properties::Merged(sources) => write_merged(out, doc, sources),
+    };
+    if let Err(e) = written {
         out.truncate(row_start);
         problems.add(index, Some(&e.field), e.message);
         return None;
     }
+    out.push(SEP);
+    match distinct_id.map(|v| (v, doc.node(v))) {
+        Some((v, Node::Str { .. })) => copy::write_doc_text(out, doc, v),
+        Some((v, _)) => out.extend_from_slice(doc.number_text(v).as_bytes()),
+        None => out.extend_from_slice(NULL),
+    }
     out.push(b'\n');
     Some(event_id.map(|v| doc.str(v).to_owned()))
+}
+
+/// An event's name: a string of the document, or fixed by the mapping.
+#[derive(Clone, Copy)]
+enum Name {
+    Node(usize),
+    Fixed(&'static str),
+}
+
+/// The members of `sources` as one JSON object, COPY-escaped (duplicate keys
+/// are left to `jsonb`, which keeps the last).
+fn write_merged(
+    out: &mut Vec<u8>,
+    doc: &Document<'_>,
+    sources: &[Option<Source>],
+) -> Result<(), copy::Unstorable> {
+    out.push(b'{');
+    let mut first = true;
+    for source in sources.iter().flatten() {
+        if !matches!(doc.node(source.obj), Node::Object { .. }) {
+            continue;
+        }
+        let mut inner_first = true;
+        let first = match source.nest {
+            Some(key) => {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                copy::write_json(out, doc, key)?;
+                out.extend_from_slice(b":{");
+                &mut inner_first
+            }
+            None => &mut first,
+        };
+        for (k, v) in doc.members(source.obj) {
+            if source.skip.contains(&doc.str_bytes(k)) {
+                continue;
+            }
+            if !*first {
+                out.push(b',');
+            }
+            *first = false;
+            copy::write_json(out, doc, k)?;
+            out.push(b':');
+            let written = match source.trim {
+                Some((key, drop))
+                    if doc.str_bytes(k) == key && matches!(doc.node(v), Node::Object { .. }) =>
+                {
+                    copy::write_json_object(out, doc, v, |m| !drop.contains(&m))
+                }
+                _ => copy::write_json(out, doc, v),
+            };
+            written.map_err(|e| copy::Unstorable {
+                field: doc.str(source.nest.unwrap_or(k)).to_owned(),
+                ..e
+            })?;
+        }
+        if source.nest.is_some() {
+            out.push(b'}');
+        }
+    }
+    out.push(b'}');
+    Ok(())
 }
 
 /// Append `v`'s `Display` text (addresses hold nothing to escape).
@@ -670,6 +844,7 @@ mod tests {
             "metric_value",
             "event_id",
             "customer_identifier",
+            "distinct_id",
             "ip",
             "user_agent",
             "url",

@@ -33,7 +33,7 @@ pub mod timestamp;
 pub mod url_fields;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use error::{Detail, ErrorCode, IngestError};
 
@@ -42,7 +42,7 @@ use json::{JsonErrorKind, JsonLimits, Node};
 use crate::enrich::Enricher;
 
 /// Column order of the rows.
-pub const EVENT_COLUMNS: [&str; 36] = [
+pub const EVENT_COLUMNS: [&str; 37] = [
     "timestamp",
     "received_at",
     "sent_at",
@@ -79,6 +79,7 @@ pub const EVENT_COLUMNS: [&str; 36] = [
     "url_host",
     "url_path",
     "properties",
+    "distinct_id",
 ];
 
 /// Request limits; build once per worker with [`Limits::new`].
@@ -269,7 +270,7 @@ pub(crate) fn json_error_code(kind: JsonErrorKind) -> ErrorCode {
     }
 }
 
-fn invalid_events(problems: event::Problems, count: usize, batch: bool) -> IngestError {
+pub(crate) fn invalid_events(problems: event::Problems, count: usize, batch: bool) -> IngestError {
     let message = if problems.total == 1 {
         let d = &problems.details[0];
         let field = d

@@ -10,10 +10,10 @@ use flate2::Compression;
 use super::*;
 
 /// 2026-11-26T10:00:00Z
-const RECEIVED: i64 = 1_795_687_200_000_000;
+pub(crate) const RECEIVED: i64 = 1_795_687_200_000_000;
 const RECEIVED_TEXT: &str = "2026-11-26 10:00:00.000000+00";
 
-fn request() -> Request<'static> {
+pub(crate) fn request() -> Request<'static> {
     Request {
         gzip: false,
         project_id: 7,
@@ -37,7 +37,7 @@ fn prepare_events(
     super::prepare_events(body, req, limits, Enricher::shared_default())
 }
 
-type Row = HashMap<&'static str, Option<String>>;
+pub(crate) type Row = HashMap<&'static str, Option<String>>;
 
 /// PostgreSQL's COPY text de-escaping of one field.
 fn unescape(field: &[u8]) -> Option<String> {
@@ -64,7 +64,7 @@ fn unescape(field: &[u8]) -> Option<String> {
     Some(String::from_utf8(out).expect("rows are UTF-8"))
 }
 
-fn parse_rows(p: &Prepared) -> Vec<Row> {
+pub(crate) fn parse_rows(p: &Prepared) -> Vec<Row> {
     assert!(p.rows.is_empty() || p.rows.ends_with(b"\n"));
     assert!(!p.rows.contains(&0), "NUL in rows");
     let rows: Vec<Row> = p
@@ -146,11 +146,12 @@ fn assert_problem(body: &str, field: &str, contains: &str) {
 
 #[test]
 fn columns_are_the_contract() {
-    assert_eq!(EVENT_COLUMNS.len(), 36);
+    assert_eq!(EVENT_COLUMNS.len(), 37);
     assert_eq!(EVENT_COLUMNS[0], "timestamp");
     assert_eq!(EVENT_COLUMNS[35], "properties");
+    assert_eq!(EVENT_COLUMNS[36], "distinct_id");
     let unique: std::collections::HashSet<_> = EVENT_COLUMNS.iter().collect();
-    assert_eq!(unique.len(), 36);
+    assert_eq!(unique.len(), 37);
 }
 
 #[test]
@@ -205,7 +206,7 @@ fn exact_row_bytes() {
     let want = format!(
         "{RECEIVED_TEXT}\t{RECEIVED_TEXT}\t\\N\t7\ta\\tb\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\
          \\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\tf\t\
-         \\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t{{\"x\":\"1\\\\\\\\2\"}}\n"
+         \\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t{{\"x\":\"1\\\\\\\\2\"}}\t\\N\n"
     );
     assert_eq!(String::from_utf8(p.rows).unwrap(), want);
 }

@@ -1,0 +1,494 @@
+"""The official server SDKs, unmodified, pointed at the real server
+(DESIGN.md "Compatible endpoints"): Segment's ``segment-analytics-python``,
+``posthog``, ``mixpanel`` and ``amplitude-analytics``. Every call type each
+SDK has for the endpoints we serve is made and checked in ``events``,
+column by column; a retried message id is stored once.
+
+``EVENTBUNKER_SDK_TABLE=path`` writes the SDK x call type → stored table
+(the README's) from what these tests observed.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+import sdk_table
+from conftest import Project, Server, shared_testdata, start_server, stop_server
+
+VISIBLE_WITHIN_S = 10.0
+# 81.2.69.142 is in MaxMind's test database: GB, England, London.
+LONDON_IP = "81.2.69.142"
+CHROME_UA = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
+PAGE_URL = "https://shop.example/pricing?utm_source=newsletter&utm_medium=email&utm_campaign=winter"
+
+
+@pytest.fixture(scope="module")
+def sdk_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    geoip_db = shared_testdata("geoip/GeoIP2-City-Test.mmdb")
+    srv = start_server(
+        database_url,
+        tmp_path_factory.mktemp("sdk-server"),
+        "--workers",
+        "1",
+        "--geoip-db",
+        str(geoip_db),
+    )
+    try:
+        yield srv
+    finally:
+        stop_server(srv)
+        sdk_table.write()
+
+
+def stored(
+    db: psycopg.Connection[Any], project_id: int, count: int, *, settle_s: float = 0.3
+) -> list[dict[str, Any]]:
+    """The project's events in time order, once ``count`` are visible (and
+    no more arrive for ``settle_s``, so that duplicates would show)."""
+    deadline = time.monotonic() + VISIBLE_WITHIN_S
+    cur = db.cursor(row_factory=psycopg.rows.dict_row)
+    sql = 'SELECT * FROM events WHERE project_id = %s ORDER BY "timestamp", received_at'
+    while True:
+        rows = cur.execute(sql, (project_id,)).fetchall()
+        if len(rows) >= count or time.monotonic() > deadline:
+            time.sleep(settle_s)
+            rows = cur.execute(sql, (project_id,)).fetchall()
+            assert len(rows) == count, [(r["event_name"], r["event_id"]) for r in rows]
+            return rows
+        time.sleep(0.05)
+
+
+def by_name(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["event_name"]: r for r in rows}
+
+
+def record(sdk: str, rows: dict[str, dict[str, Any]], calls: dict[str, str]) -> None:
+    """Note, per call type, whether its event was stored (calls: type → name)."""
+    for call, name in calls.items():
+        sdk_table.record(sdk, call, name in rows)
+
+
+def assert_enriched(row: dict[str, Any], *, browser: str = "Chrome") -> None:
+    assert row["ua_browser"] == browser
+    assert row["geo_country"] == "GB"
+    assert row["geo_city"] == "London"
+    assert row["geo_timezone"] == "Europe/London"
+    assert row["ip"] == LONDON_IP
+
+
+def assert_page(row: dict[str, Any]) -> None:
+    assert row["url"] == PAGE_URL
+    assert row["url_host"] == "shop.example"
+    assert row["url_path"] == "/pricing"
+    assert (row["utm_source"], row["utm_medium"], row["utm_campaign"]) == (
+        "newsletter",
+        "email",
+        "winter",
+    )
+
+
+# --- Segment -------------------------------------------------------------------
+
+
+def test_segment_python_sdk(
+    sdk_server: Server, project: Project, db: psycopg.Connection[Any]
+) -> None:
+    from segment.analytics import Client
+
+    errors: list[Any] = []
+    client = Client(
+        write_key=project.write_key,
+        host=sdk_server.url,
+        sync_mode=True,
+        on_error=lambda e, batch: errors.append(e),
+        max_retries=2,
+    )
+    context = {
+        "ip": LONDON_IP,
+        "userAgent": CHROME_UA,
+        "page": {"url": PAGE_URL, "referrer": "https://search.example/q"},
+    }
+    client.track(
+        "u-1", "Signed Up", {"plan": "pro", "seats": 3}, context=context, message_id="seg-1"
+    )
+    client.track(
+        "u-1", "Signed Up", {"plan": "pro", "seats": 3}, context=context, message_id="seg-1"
+    )
+    client.page("u-1", "Docs", "Pricing", {"title": "Pricing"}, context=context)
+    client.screen("u-1", "App", "Home", {"tab": 1}, context=context)
+    client.identify("u-1", {"email": "u1@example.com"}, context=context)
+    client.group("u-1", "g-1", {"name": "Acme"}, context=context)
+    client.alias("anon-9", "u-1", context=context)
+    client.track(anonymous_id="anon-2", event="Browsed", context=context)
+    client.flush()
+    assert errors == []
+
+    rows = stored(db, project.id, 7)
+    named = by_name(rows)
+    record(
+        "Segment (segment-analytics-python)",
+        named,
+        {
+            "track": "Signed Up",
+            "page": "page",
+            "screen": "screen",
+            "identify": "identify",
+            "group": "group",
+            "alias": "alias",
+        },
+    )
+    track = named["Signed Up"]
+    assert track["event_id"] == "seg-1"  # sent twice, stored once
+    assert track["distinct_id"] == "u-1"
+    assert track["properties"]["plan"] == "pro"
+    assert track["properties"]["seats"] == 3
+    assert track["properties"]["context"]["library"]["name"] == "analytics-python"
+    assert "writeKey" not in track["properties"]
+    assert track["referrer_host"] == "search.example"
+    assert_enriched(track)
+    assert_page(track)
+    assert named["page"]["properties"]["name"] == "Pricing"
+    assert named["page"]["properties"]["category"] == "Docs"
+    assert named["screen"]["properties"]["tab"] == 1
+    assert named["identify"]["properties"]["email"] == "u1@example.com"
+    assert named["group"]["properties"]["groupId"] == "g-1"
+    assert named["alias"]["properties"]["previousId"] == "anon-9"
+    assert named["Browsed"]["distinct_id"] == "anon-2"
+    # sentAt corrected the clock skew: received_at - sent_at is small here.
+    assert abs((track["received_at"] - track["timestamp"]).total_seconds()) < 60
+
+
+def test_segment_answers_and_auth(sdk_server: Server, project: Project) -> None:
+    msg = {"type": "track", "event": "x", "userId": "u"}
+    ok = httpx.post(sdk_server.url + "/v1/track", json={**msg, "writeKey": project.write_key})
+    assert (ok.status_code, ok.json()) == (200, {"success": True})
+    by_header = httpx.post(
+        sdk_server.url + "/v1/track", json=msg, headers={"X-Api-Key": project.write_key}
+    )
+    assert by_header.status_code == 200
+    unknown = httpx.post(sdk_server.url + "/v1/batch", json={"batch": [msg]}, auth=("nope", ""))
+    assert unknown.status_code == 401
+    assert unknown.json()["success"] is False
+    invalid = httpx.post(
+        sdk_server.url + "/v1/batch",
+        json={"batch": [{"type": "track"}]},
+        auth=(project.write_key, ""),
+    )
+    assert invalid.status_code == 400
+    assert invalid.json()["code"] == "invalid_event"
+    query_key = httpx.post(sdk_server.url + "/v1/track", json=msg, auth=(project.query_key, ""))
+    assert query_key.status_code == 403
+
+
+# --- PostHog -------------------------------------------------------------------
+
+
+def test_posthog_python_sdk(
+    sdk_server: Server, project: Project, db: psycopg.Connection[Any]
+) -> None:
+    from posthog import Posthog
+
+    errors: list[Any] = []
+    client = Posthog(
+        project.write_key,
+        host=sdk_server.url,
+        sync_mode=True,
+        on_error=lambda e, batch: errors.append(e),
+        disable_geoip=False,
+    )
+    props = {
+        "$ip": LONDON_IP,
+        "$raw_user_agent": CHROME_UA,
+        "$current_url": PAGE_URL,
+        "$referrer": "https://search.example/q",
+        "plan": "free",
+    }
+    event_uuid = str(uuid.uuid4())
+    client.capture("Played", distinct_id="d-1", properties=props, uuid=event_uuid)
+    client.capture("Played", distinct_id="d-1", properties=props, uuid=event_uuid)
+    client.capture("$pageview", distinct_id="d-1", properties=props)
+    client.set(distinct_id="d-1", properties={"email": "d1@example.com"})
+    client.set_once(distinct_id="d-1", properties={"first_seen": "today"})
+    client.group_identify("company", "acme", {"name": "Acme"}, distinct_id="d-1")
+    client.alias("d-1", "d-previous")
+    client.flush()
+    client.shutdown()
+    assert errors == []
+
+    rows = stored(db, project.id, 6)
+    named = by_name(rows)
+    record(
+        "PostHog (posthog)",
+        named,
+        {
+            "capture": "Played",
+            "capture $pageview": "$pageview",
+            "set": "$set",
+            "set_once": "$set_once",
+            "group_identify": "$groupidentify",
+            "alias": "$create_alias",
+        },
+    )
+    played = named["Played"]
+    assert played["event_id"] == event_uuid
+    assert played["distinct_id"] == "d-1"
+    assert played["properties"]["plan"] == "free"
+    assert "token" not in played["properties"]
+    assert played["referrer_host"] == "search.example"
+    assert_enriched(played)
+    assert_page(played)
+    assert named["$set"]["properties"]["$set"] == {"email": "d1@example.com"}
+    assert named["$groupidentify"]["properties"]["$group_type"] == "company"
+
+
+def test_posthog_historical_migration_keeps_timestamps(
+    sdk_server: Server, project: Project, db: psycopg.Connection[Any]
+) -> None:
+    from posthog import Posthog
+
+    client = Posthog(
+        project.write_key, host=sdk_server.url, sync_mode=True, historical_migration=True
+    )
+    client.capture("Old", distinct_id="d-9", timestamp="2024-03-01T12:00:00Z", properties={"a": 1})
+    client.shutdown()
+    [row] = stored(db, project.id, 1)
+    assert row["timestamp"].isoformat() == "2024-03-01T12:00:00+00:00"
+
+
+def test_posthog_answers(sdk_server: Server, project: Project) -> None:
+    batch = {"api_key": project.write_key, "batch": [{"event": "x", "distinct_id": "d"}]}
+    ok = httpx.post(sdk_server.url + "/batch/", json=batch)
+    assert (ok.status_code, ok.json()) == (200, {"status": 1})
+    bad = httpx.post(sdk_server.url + "/batch/", json={**batch, "api_key": "nope"})
+    assert bad.status_code == 401
+    assert bad.json()["type"] == "authentication_error"
+    flags = httpx.post(sdk_server.url + "/flags/?v=2", json={"token": project.write_key})
+    assert flags.status_code == 200
+    assert flags.json()["featureFlags"] == {}
+    config = httpx.get(sdk_server.url + f"/array/{project.write_key}/config")
+    assert config.json()["hasFeatureFlags"] is False
+
+
+def test_posthog_bodies(sdk_server: Server, project: Project, db: psycopg.Connection[Any]) -> None:
+    """What posthog-js and older clients send besides JSON: a base64 ``data=``
+    form, raw gzip without a header (``compression=gzip-js``), ``/engage/``
+    person updates, and ``/track/`` (shared with mixpanel-browser)."""
+    key = project.write_key
+    event = {"event": "Form", "properties": {"token": key, "distinct_id": "p-1"}}
+    form = base64.b64encode(json.dumps([event]).encode()).decode()
+    r = httpx.post(sdk_server.url + "/e/?compression=base64", data={"data": form})
+    assert r.status_code == 200, r.text
+    gz = gzip.compress(json.dumps([{**event, "event": "Gzip"}]).encode())
+    r = httpx.post(sdk_server.url + "/i/v0/e/", content=gz, headers={"Content-Type": "text/plain"})
+    assert r.status_code == 200, r.text
+    engage = {"$token": key, "$distinct_id": "p-1", "$set": {"plan": "pro"}}
+    assert httpx.post(sdk_server.url + "/engage/", json=engage).status_code == 200
+    track = {"api_key": key, "event": "Shared", "distinct_id": "p-1", "uuid": "u-shared"}
+    assert httpx.post(sdk_server.url + "/track/", json=track).json() == {"status": 1}
+    named = by_name(stored(db, project.id, 4))
+    assert set(named) == {"Form", "Gzip", "$identify", "Shared"}
+    assert named["$identify"]["properties"]["$set"] == {"plan": "pro"}
+    assert named["Shared"]["event_id"] == "u-shared"
+    assert all(row["distinct_id"] == "p-1" for row in named.values())
+
+
+# --- Mixpanel ------------------------------------------------------------------
+
+
+def test_mixpanel_python_sdk(
+    sdk_server: Server, project: Project, db: psycopg.Connection[Any]
+) -> None:
+    from mixpanel import Consumer, Mixpanel
+
+    consumer = Consumer(
+        events_url=sdk_server.url + "/track",
+        import_url=sdk_server.url + "/import",
+        retry_limit=1,
+    )
+    mp = Mixpanel(project.write_key, consumer=consumer)
+    props = {
+        "ip": LONDON_IP,
+        "$current_url": PAGE_URL,
+        "$referrer": "https://search.example/q",
+        "genre": "jazz",
+    }
+    mp.track("m-1", "Played", props)
+    insert_id = "mp-insert-1"
+    mp.track("m-1", "Paused", {**props}, meta={})
+    mp.track("m-1", "Liked", {**props, "$insert_id": insert_id})
+    mp.track("m-1", "Liked", {**props, "$insert_id": insert_id})
+    mp.import_data(
+        None,
+        "m-1",
+        "Imported",
+        1_700_000_000,
+        {"ip": LONDON_IP, "$insert_id": "imp-1"},
+        api_secret=project.write_key,
+    )
+    # alias() always posts to mixpanel.com whatever the consumer (the SDK
+    # says so); merge() goes through the consumer to /import.
+    mp.merge(None, "m-1", "m-1-other", api_secret=project.write_key)
+    rows = stored(db, project.id, 5)
+    named = by_name(rows)
+    record(
+        "Mixpanel (mixpanel)",
+        named,
+        {"track": "Played", "import_data": "Imported", "merge": "$merge"},
+    )
+    played = named["Played"]
+    assert played["distinct_id"] == "m-1"
+    assert played["properties"]["genre"] == "jazz"
+    assert "token" not in played["properties"]
+    assert played["event_id"]  # the SDK's own $insert_id
+    assert played["referrer_host"] == "search.example"
+    assert_enriched(played, browser="Python Requests")
+    assert_page(played)
+    assert named["Liked"]["event_id"] == insert_id
+    assert named["Imported"]["timestamp"].timestamp() == 1_700_000_000
+
+
+def test_mixpanel_answers(sdk_server: Server, project: Project) -> None:
+    event = {"event": "x", "properties": {"token": project.write_key, "distinct_id": "d"}}
+    plain = httpx.post(sdk_server.url + "/track", data={"data": json.dumps(event)})
+    assert (plain.status_code, plain.text) == (200, "1")
+    verbose = httpx.post(sdk_server.url + "/track?verbose=1", json=[event])
+    assert verbose.json() == {"status": 1, "error": None}
+    bad = httpx.post(
+        sdk_server.url + "/track?verbose=1", json=[{**event, "properties": {"token": "nope"}}]
+    )
+    assert bad.status_code == 401
+    assert bad.json()["status"] == 0
+    strict = httpx.post(
+        sdk_server.url + "/import?strict=1",
+        content=b'{"event": "ok", "properties": {"time": 1700000000}}\n'
+        b'{"properties": {"time": 1}}\n',
+        auth=(project.write_key, ""),
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert strict.status_code == 400
+    body = strict.json()
+    assert body["num_records_imported"] == 0
+    assert body["failed_records"][0]["index"] == 1
+    imported = httpx.post(
+        sdk_server.url + "/import",
+        content=b'{"event": "ok", "properties": {"time": 1700000000, "distinct_id": "d"}}\n',
+        auth=(project.write_key, ""),
+    )
+    assert imported.json() == {"code": 200, "num_records_imported": 1, "status": "OK"}
+
+
+# --- Amplitude -----------------------------------------------------------------
+
+
+def test_amplitude_python_sdk(
+    sdk_server: Server, project: Project, db: psycopg.Connection[Any]
+) -> None:
+    from amplitude import Amplitude, BaseEvent, Config, EventOptions, Identify, Revenue
+
+    results: list[tuple[str, int]] = []
+    for url_path, use_batch in (("/2/httpapi", False), ("/batch", True)):
+        config = Config(
+            server_url=sdk_server.url + url_path,
+            use_batch=use_batch,
+            callback=lambda event, code, message=None: results.append((event.event_type, code)),
+            flush_interval_millis=100,
+        )
+        client = Amplitude(project.write_key, config)
+        suffix = "" if not use_batch else " (batch)"
+        props = {"[Amplitude] Page Location": PAGE_URL, "bpm": 120}
+        client.track(
+            BaseEvent(
+                "Song Played" + suffix,
+                user_id="a-user-1",
+                device_id="dev-1",
+                ip=LONDON_IP,
+                insert_id=f"amp-{use_batch}",
+                event_properties=props,
+            )
+        )
+        client.track(
+            BaseEvent(
+                "Song Played" + suffix,
+                user_id="a-user-1",
+                device_id="dev-1",
+                ip=LONDON_IP,
+                insert_id=f"amp-{use_batch}",
+                event_properties=props,
+            )
+        )
+        identify = Identify().set("plan", "pro")
+        client.identify(identify, EventOptions(user_id="a-user-1", ip=LONDON_IP))
+        client.group_identify(
+            "org", "acme", Identify().set("size", 10), EventOptions(user_id="a-user-1")
+        )
+        client.revenue(
+            Revenue(price=9.99, quantity=1, product_id="p1"), EventOptions(user_id="a-user-1")
+        )
+        client.flush()
+        client.shutdown()
+    assert results and all(code == 200 for _, code in results), results
+    rows = stored(db, project.id, 8)
+    named = by_name(rows)
+    record(
+        "Amplitude (amplitude-analytics)",
+        named,
+        {
+            "track (/2/httpapi)": "Song Played",
+            "track (/batch)": "Song Played (batch)",
+            "identify": "$identify",
+            "group_identify": "$groupidentify",
+            "revenue": "revenue_amount",
+        },
+    )
+    played = named["Song Played"]
+    assert played["event_id"] == "amp-False"
+    assert played["distinct_id"] == "a-user-1"
+    assert played["properties"]["bpm"] == 120
+    assert played["properties"]["device_id"] == "dev-1"
+    assert "api_key" not in played["properties"]
+    assert_enriched(played, browser="Python-urllib")
+    assert_page(played)
+    assert named["$identify"]["properties"]["user_properties"] == {"$set": {"plan": "pro"}}
+
+
+def test_amplitude_answers(sdk_server: Server, project: Project) -> None:
+    body = {"api_key": project.write_key, "events": [{"event_type": "x", "user_id": "u-12345"}]}
+    ok = httpx.post(sdk_server.url + "/2/httpapi", json=body)
+    assert ok.status_code == 200
+    assert ok.json()["events_ingested"] == 1
+    bad_key = httpx.post(sdk_server.url + "/batch", json={**body, "api_key": "nope"})
+    assert bad_key.status_code == 400
+    assert bad_key.json()["error"].startswith("Invalid API key:")
+    invalid = httpx.post(
+        sdk_server.url + "/2/httpapi",
+        json={"api_key": project.write_key, "events": [{"event_type": "ok"}, {"user_id": "u"}]},
+    )
+    assert invalid.status_code == 400
+    assert invalid.json()["events_with_missing_fields"] == {"event_name": [1]}
+
+
+def test_distinct_id_on_our_own_endpoint(
+    sdk_server: Server, project: Project, db: psycopg.Connection[Any]
+) -> None:
+    response = httpx.post(
+        sdk_server.url + "/v1/events",
+        json={"event_name": "signup", "distinct_id": "person-1"},
+        headers={"X-Api-Key": project.write_key},
+    )
+    assert response.status_code == 202
+    [row] = stored(db, project.id, 1)
+    assert row["distinct_id"] == "person-1"
+    assert "distinct_id" not in row["properties"]
