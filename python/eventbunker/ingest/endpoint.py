@@ -9,7 +9,7 @@ spool's fsync, answer. Browsers may call it cross-origin with a write key.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -19,7 +19,7 @@ from eventbunker.ingest.auth import ApiKey, KeyCache, presented_secret
 from eventbunker.ingest.backpressure import Backpressure
 from eventbunker.ingest.idempotency import DuplicateCheck
 from eventbunker.ingest.rejections import RejectionCounter
-from eventbunker.ingest.spool import Spool, SpoolFull
+from eventbunker.ingest.spool import SpoolFull
 from eventbunker.ops.metrics import Metrics
 
 RETRY_AFTER_S = b"1"
@@ -27,6 +27,16 @@ ACCEPTED_MEDIA_TYPES = frozenset({b"", b"application/json", b"text/plain"})
 
 CORS_HEADERS = [(b"access-control-allow-origin", b"*")]  # on every answer
 Scope = dict[str, Any]
+
+
+class DurableSink(Protocol):
+    """Where an accepted request is made durable before its 2xx: the spool,
+    or in scale-out mode the JetStream stream (scaleout/sink.py)."""
+
+    async def append(self, record: bytes) -> None:
+        """Return once ``record`` is durable; raise SpoolFull if it cannot be."""
+
+
 Receive = Any
 Send = Any
 
@@ -35,7 +45,7 @@ class IngestEndpoint:
     def __init__(
         self,
         keys: KeyCache,
-        spool: Spool,
+        spool: DurableSink,
         duplicates: DuplicateCheck,
         rejections: RejectionCounter,
         metrics: Metrics,
