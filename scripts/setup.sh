@@ -29,6 +29,9 @@ else
 fi
 command -v wrk >/dev/null || need wrk
 command -v curl >/dev/null || need curl  # the quickstart's printed commands (tests/test_cli.py)
+# Scale-out mode and its tests: a JetStream cluster, network namespaces.
+command -v nats-server >/dev/null || need nats-server
+command -v ip >/dev/null || need iproute2
 if [ "${EVENTBUNKER_SETUP_BROWSER:-1}" = 1 ]; then
     command -v chromium >/dev/null || need chromium
     command -v npm >/dev/null || { need nodejs; need npm; }

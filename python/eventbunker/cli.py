@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     key_revoke.add_argument("key_id", type=int)
     add_flags(key_revoke, database_only=True)
     _import_parser(commands)
+    writer = commands.add_parser(
+        "writer",
+        help="scale-out mode: store the JetStream stream in TimescaleDB (run any number)",
+    )
+    add_flags(writer)
     return parser
 
 
@@ -184,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "import":
         return _import(args)
+    if args.command == "writer":
+        from eventbunker.scaleout.writer import run_writer
+
+        return run_writer(from_args(args))
     if args.command == "project":
         return _admin(args, lambda conn: create_project(conn, args.name, args.account))
     if args.command == "account":

@@ -23,13 +23,14 @@ UNSET_PATH = Path()  # a Path setting left to its derived default
 DEFAULT_DATA_DIR = Path(".eventbunker")
 
 
-def setting(default: Any, help: str, *, database: bool = False) -> Any:
+def setting(default: Any, help: str, *, database: bool = False, flag: str = "") -> Any:
     """One setting: its default and its ``--help`` line.
 
     ``database`` marks the settings that choose the database; the admin
-    commands take those flags too (and only those).
+    commands take those flags too (and only those). ``flag``: a flag name other
+    than the one made from the field's name (``--nats`` for ``nats_url``).
     """
-    return field(default=default, metadata={"help": help, "database": database})
+    return field(default=default, metadata={"help": help, "database": database, "flag": flag})
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,18 @@ class Settings:
     anonymize_ip: bool = setting(
         False, "store ip with the last IPv4 octet / IPv6 80 bits zeroed, after the GeoIP lookup"
     )
+    # Scale-out mode (scaleout/): publish to a JetStream stream instead of the
+    # local spool, `eventbunker writer` processes store it; empty: single-node mode.
+    nats_url: str = setting(
+        "",
+        "scale-out mode: NATS server URLs, comma-separated, nearest first",
+        flag="--nats",
+    )
+    nats_stream: str = setting("eventbunker-events", "JetStream stream of the scale-out mode")
+    nats_replicas: int = setting(3, "replicas of the JetStream stream when it is created")
+    query_database_url: str = setting(
+        "", "queries read here, e.g. a streaming replica (empty: the database URL)"
+    )
 
     def __post_init__(self) -> None:
         if self.spool_dir == UNSET_PATH:
@@ -115,7 +128,7 @@ def env_name(item: Field[Any]) -> str:
 
 
 def flag_name(item: Field[Any]) -> str:
-    return "--" + item.name.replace("_", "-")
+    return item.metadata["flag"] or "--" + item.name.replace("_", "-")
 
 
 def add_flags(
@@ -142,13 +155,16 @@ def add_flags(
         if kind == "bool":
             target.add_argument(
                 flag_name(item),
+                dest=item.name,
                 action=argparse.BooleanOptionalAction,
                 default=None,
                 help=help_text,
             )
             continue
         convert: Any = {"int": int, "float": float, "Path": Path}.get(kind, str)
-        target.add_argument(flag_name(item), type=convert, metavar=kind.upper(), help=help_text)
+        target.add_argument(
+            flag_name(item), dest=item.name, type=convert, metavar=kind.upper(), help=help_text
+        )
 
 
 def from_args(args: argparse.Namespace) -> Settings:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -20,7 +20,7 @@ from eventbunker.ingest.auth import ApiKey, KeyCache, presented_secret
 from eventbunker.ingest.backpressure import Backpressure
 from eventbunker.ingest.idempotency import DuplicateCheck
 from eventbunker.ingest.rejections import RejectionCounter
-from eventbunker.ingest.spool import Spool, SpoolFull
+from eventbunker.ingest.spool import SpoolFull
 from eventbunker.ops.metrics import Metrics
 
 RETRY_AFTER_S = b"1"
@@ -41,6 +41,14 @@ class SdkPayload:
     use_peer: bool = True
 
 
+class DurableSink(Protocol):
+    """Where an accepted request is made durable before its 2xx: the spool,
+    or in scale-out mode the JetStream stream (scaleout/sink.py)."""
+
+    async def append(self, record: bytes) -> None:
+        """Return once ``record`` is durable; raise SpoolFull if it cannot be."""
+
+
 Receive = Any
 Send = Any
 
@@ -49,7 +57,7 @@ class IngestEndpoint:
     def __init__(
         self,
         keys: KeyCache,
-        spool: Spool,
+        spool: DurableSink,
         duplicates: DuplicateCheck,
         rejections: RejectionCounter,
         metrics: Metrics,

@@ -1,4 +1,8 @@
-"""One worker's ingest data path, wired: endpoint → spool → drainer → TimescaleDB."""
+"""One worker's ingest data path, wired: endpoint → spool → drainer → TimescaleDB.
+
+With ``--nats`` (scale-out mode) the durable sink is a JetStream stream
+instead (scaleout/), and ``eventbunker writer`` processes do the drainer's work.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from eventbunker.ingest.rejections import RejectionCounter
 from eventbunker.ingest.spool import Spool
 from eventbunker.ingest.writer import EventWriter
 from eventbunker.ops.metrics import Metrics
+from eventbunker.scaleout.sink import JetStreamSink
 
 # Counter rows are sharded by worker so that concurrent commits of several
 # workers rarely wait on the same row lock; a day's count sums its shards.
@@ -40,20 +45,33 @@ class IngestPipeline:
         # Spools are kept per database: a spool is only ever replayed into the
         # database its events were meant for.
         database_tag = hashlib.sha256(conninfo.encode()).hexdigest()[:12]
-        self.spool = Spool(
-            settings.spool_dir.resolve() / database_tag,
-            f"{os.getpid()}-{secrets.token_hex(4)}",
-            segment_bytes=settings.spool_segment_bytes,
-            max_bytes=settings.spool_max_bytes,
-            max_pending_bytes=settings.spool_max_pending_bytes,
-        )
-        self.drainer = Drainer(
-            self.spool,
-            EventWriter(conninfo, shard=shard),
-            metrics,
-            interval_s=settings.drain_interval_ms / 1000,
-            idempotency_window_s=settings.idempotency_window_hours * 3600,
-        )
+        self.sink: Spool | JetStreamSink
+        self.spool: Spool | None = None
+        self.drainer: Drainer | None = None
+        if settings.nats_url:
+            self.stream: JetStreamSink | None = JetStreamSink(
+                settings.nats_url,
+                settings.nats_stream,
+                settings.nats_replicas,
+                name=f"eventbunker-ingest-{os.getpid()}",
+            )
+            self.sink = self.stream
+        else:
+            self.stream = None
+            self.sink = self.spool = Spool(
+                settings.spool_dir.resolve() / database_tag,
+                f"{os.getpid()}-{secrets.token_hex(4)}",
+                segment_bytes=settings.spool_segment_bytes,
+                max_bytes=settings.spool_max_bytes,
+                max_pending_bytes=settings.spool_max_pending_bytes,
+            )
+            self.drainer = Drainer(
+                self.spool,
+                EventWriter(conninfo, shard=shard),
+                metrics,
+                interval_s=settings.drain_interval_ms / 1000,
+                idempotency_window_s=settings.idempotency_window_hours * 3600,
+            )
         self.duplicates = DuplicateCheck(conninfo)
         self.limits = limits_of(settings)
         self.enricher = build_enricher(settings)
@@ -61,13 +79,13 @@ class IngestPipeline:
         self.rejections = RejectionCounter(conninfo, shard=shard)
         self.backpressure = Backpressure(
             self.lag_seconds,
-            lambda: self.drainer.database_ok,
-            self.spool.drained_changed,
+            self._storing,
+            self.stream.drained_changed if self.stream else self._spool().drained_changed,
             settings.max_lag_seconds,
         )
         self.endpoint = IngestEndpoint(
             keys,
-            self.spool,
+            self.sink,
             self.duplicates,
             self.rejections,
             metrics,
@@ -77,35 +95,69 @@ class IngestPipeline:
             enricher=self.enricher,
         )
 
-        metrics.gauges["eventbunker_spool_pending_bytes"] = lambda: self.spool.pending_bytes
-        metrics.gauges["eventbunker_spool_backlog_bytes"] = lambda: self.drainer.backlog_bytes
-        metrics.gauges["eventbunker_database_up"] = lambda: float(self.drainer.database_ok)
+        if self.stream is not None:
+            stream = self.stream
+            metrics.gauges["eventbunker_stream_pending_messages"] = lambda: float(
+                stream.backlog.messages
+            )
+        else:
+            spool, drainer = self._spool(), self._drainer()
+            metrics.gauges["eventbunker_spool_pending_bytes"] = lambda: spool.pending_bytes
+            metrics.gauges["eventbunker_spool_backlog_bytes"] = lambda: drainer.backlog_bytes
+            metrics.gauges["eventbunker_database_up"] = lambda: float(drainer.database_ok)
         metrics.gauges["eventbunker_queryable_lag_seconds"] = self.lag_seconds
         metrics.gauges["eventbunker_ingest_shedding"] = lambda: float(self.backpressure.shedding())
 
     def lag_seconds(self) -> float:
-        """Age of this worker's oldest acknowledged event not yet in the database."""
-        return max(self.spool.lag_seconds(), self.drainer.replay_lag_seconds())
+        """Age of this worker's oldest acknowledged event not yet in the database
+        (scale-out mode: the stream's, over all ingest nodes)."""
+        if self.stream is not None:
+            return self.stream.lag_seconds()
+        return max(self._spool().lag_seconds(), self._drainer().replay_lag_seconds())
+
+    def _storing(self) -> bool:
+        """The database is being written (else an outage: backpressure holds off)."""
+        if self.stream is not None:
+            return self.stream.writers_working()
+        return self._drainer().database_ok
+
+    def _spool(self) -> Spool:
+        assert self.spool is not None, "single-node mode"
+        return self.spool
+
+    def _drainer(self) -> Drainer:
+        assert self.drainer is not None, "single-node mode"
+        return self.drainer
 
     def state(self) -> dict[str, object]:
         """For /readyz: is the database written to, and can requests be made durable."""
+        if self.stream is not None:
+            return {
+                **self.stream.state(),
+                "queryable_lag_seconds": round(self.lag_seconds(), 3),
+                "shedding_load": self.backpressure.shedding(),
+            }
         return {
-            "database": "ok" if self.drainer.database_ok else "unreachable",
-            "spool_backlog_bytes": self.drainer.backlog_bytes,
-            "spool_accepting": self.spool.accepting,
+            "database": "ok" if self._drainer().database_ok else "unreachable",
+            "spool_backlog_bytes": self._drainer().backlog_bytes,
+            "spool_accepting": self._spool().accepting,
             "queryable_lag_seconds": round(self.lag_seconds(), 3),
             "shedding_load": self.backpressure.shedding(),
         }
 
     async def start(self) -> None:
-        self.spool.open()
-        await self.spool.start()
-        await self.drainer.start()
+        if self.stream is not None:
+            await self.stream.start()
+        else:
+            self._spool().open()
+            await self._spool().start()
+            await self._drainer().start()
         await self.rejections.start()
 
     async def stop(self) -> None:
         """Finish the requests in flight, drain the spool into the database."""
-        await self.spool.stop()
-        await self.drainer.stop()
+        await self.sink.stop()
+        if self.drainer is not None:
+            await self.drainer.stop()
         await self.rejections.stop()
         await self.duplicates.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -39,6 +39,8 @@ CLAIM_EVENT_IDS = (
 
 CounterKey = tuple[int, date]  # (project_id, UTC day of receipt)
 EPOCH = date(1970, 1, 1)
+# Gives the batch to store, inside its transaction (before anything is stored).
+Select = Callable[[psycopg.AsyncConnection[Any]], Awaitable[_native.SpoolBatch]]
 
 
 @dataclass(slots=True)
@@ -51,11 +53,14 @@ class Written:
 
 
 class EventWriter:
-    """One database connection of one worker's drainer."""
+    """One database connection of one worker's drainer (or of a stream writer)."""
 
-    def __init__(self, conninfo: str, shard: int) -> None:
+    def __init__(
+        self, conninfo: str, shard: int, application_name: str = "eventbunker-drainer"
+    ) -> None:
         self._conninfo = conninfo
         self._shard = shard
+        self._application_name = application_name
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
     async def write_batch(
@@ -66,9 +71,24 @@ class EventWriter:
         Returns the number of events stored (retried ids are not). Raises
         if the transaction did not commit.
         """
+
+        async def whole(_: psycopg.AsyncConnection[Any]) -> _native.SpoolBatch:
+            return batch
+
+        return await self.store(whole, _checkpoint(spool_id, position))
+
+    async def store(self, select: Select, position_sql: str) -> int:
+        """One transaction: the batch ``select`` gives (it runs first in the
+        transaction: the stream writer leaves redelivered messages out there),
+        its event-id claims, COPY, billed counters, and ``position_sql`` (the
+        statement recording how far the source got; "" when ``select`` did).
+
+        Returns the number of events stored; raises if it did not commit.
+        """
         conn = await self._connection()
         try:
             await conn.execute(b"BEGIN")
+            batch = await select(conn)
             claimed = (
                 await claim_event_ids(conn, batch.event_ids()) if batch.has_event_ids else None
             )
@@ -80,7 +100,7 @@ class EventWriter:
                 (project_id, EPOCH + timedelta(days=day)): Written(events, latency_sum, latency_max)
                 for project_id, day, events, latency_sum, latency_max in counters
             }
-            await conn.execute(_counters_checkpoint_commit(self._shard, counts, spool_id, position))
+            await conn.execute(_counters_position_commit(self._shard, counts, position_sql))
         except psycopg.OperationalError:
             await self.close()  # reconnect on the next batch
             raise
@@ -128,7 +148,7 @@ class EventWriter:
                 self._conninfo,
                 autocommit=True,
                 connect_timeout=5,
-                application_name="eventbunker-drainer",
+                application_name=self._application_name,
             )
         return self._conn
 
@@ -232,19 +252,24 @@ def add_counters(shard: int, counts: dict[CounterKey, Written]) -> str:
     )
 
 
-def _counters_checkpoint_commit(
-    shard: int, counts: dict[CounterKey, Written], spool_id: str, position: Position
-) -> bytes:
-    # One simple query (one round trip). Besides the counters, only the spool
-    # id (our own hex name, checked) and integers are spelled into it.
+def _checkpoint(spool_id: str, position: Position) -> str:
+    # Only the spool id (our own hex name, checked) and integers are spelled in.
     if not spool_id.replace("-", "").isalnum():
         raise ValueError(f"unexpected spool id {spool_id!r}")
-    statements = [add_counters(shard, counts)] if counts else []
-    statements.append(
+    return (
         'INSERT INTO spool_checkpoints (spool_id, segment, "offset")'
         f" VALUES ('{spool_id}', {position.segment}, {position.offset})"
         " ON CONFLICT (spool_id) DO UPDATE SET segment = EXCLUDED.segment,"
         ' "offset" = EXCLUDED."offset", updated_at = now()'
     )
+
+
+def _counters_position_commit(
+    shard: int, counts: dict[CounterKey, Written], position_sql: str
+) -> bytes:
+    # One simple query (one round trip): counters, position, COMMIT.
+    statements = [add_counters(shard, counts)] if counts else []
+    if position_sql:
+        statements.append(position_sql)
     statements.append("COMMIT")
     return "; ".join(statements).encode()

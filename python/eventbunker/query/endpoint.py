@@ -56,14 +56,12 @@ class QueryApi:
         self._clock = clock
         self._query_timeout_ms = settings.query_timeout_ms
         self._delete_timeout_ms = settings.delete_timeout_ms
-        self._pool = AsyncConnectionPool(
-            conninfo,
-            min_size=1,
-            max_size=max(1, settings.query_pool_size),
-            open=False,
-            timeout=POOL_WAIT_S,
-            kwargs={"autocommit": True, "connect_timeout": 5, "application_name": "eventbunker"},
-            name="query",
+        self._pool = _pool(conninfo, settings, "query")
+        # Queries may read from a streaming replica; deletes write the primary.
+        self._read_pool = (
+            _pool(settings.query_database_url, settings, "query-replica")
+            if settings.query_database_url
+            else self._pool
         )
         self._opened = False
         self.handlers: list[HTTPRouteHandler] = self._make_handlers()
@@ -71,11 +69,15 @@ class QueryApi:
     async def start(self) -> None:
         # Do not wait for the database: requests answer 503 until it is there.
         await self._pool.open(wait=False)
+        if self._read_pool is not self._pool:
+            await self._read_pool.open(wait=False)
         self._opened = True
 
     async def stop(self) -> None:
         if self._opened:
             await self._pool.close()
+            if self._read_pool is not self._pool:
+                await self._read_pool.close()
             self._opened = False
 
     def _make_handlers(self) -> list[HTTPRouteHandler]:
@@ -125,7 +127,7 @@ class QueryApi:
     async def _query(self, body: Any, scope: Scope) -> dict[str, Any]:
         query = parse_query(body, self._clock())
         plan = build_query(query, scope)
-        async with self._transaction(self._query_timeout_ms) as cur:
+        async with self._transaction(self._read_pool, self._query_timeout_ms) as cur:
             await cur.execute(plan.statement, plan.params)
             rows = await cur.fetchall()
         return {"result": plan.shape(rows)}
@@ -133,16 +135,18 @@ class QueryApi:
     async def _delete(self, body: Any, scope: Scope) -> dict[str, Any]:
         delete = parse_delete(body, self._clock())
         statement, params = build_delete(delete, scope)
-        async with self._transaction(self._delete_timeout_ms) as cur:
+        async with self._transaction(self._pool, self._delete_timeout_ms) as cur:
             await cur.execute(statement, params)
             deleted = cur.rowcount
         return {"deleted": deleted}
 
     @contextlib.asynccontextmanager
-    async def _transaction(self, timeout_ms: int) -> AsyncIterator[psycopg.AsyncCursor[Any]]:
+    async def _transaction(
+        self, pool: AsyncConnectionPool, timeout_ms: int
+    ) -> AsyncIterator[psycopg.AsyncCursor[Any]]:
         try:
             async with (
-                self._pool.connection() as conn,
+                pool.connection() as conn,
                 conn.transaction(),
                 conn.cursor() as cur,
             ):
@@ -154,7 +158,7 @@ class QueryApi:
                 f"the statement ran longer than {timeout_ms} ms: narrow the timeframe or filters",
             ) from None
         except PoolTimeout:
-            if self._pool.get_stats().get("pool_size", 0) == 0:
+            if pool.get_stats().get("pool_size", 0) == 0:
                 code, message = (
                     ErrorCode.STORAGE_UNAVAILABLE,
                     "the database cannot be reached; retry",
@@ -177,6 +181,18 @@ class QueryApi:
             raise Refusal(
                 ErrorCode.INTERNAL_ERROR, "the query failed; see the server log"
             ) from None
+
+
+def _pool(conninfo: str, settings: Settings, name: str) -> AsyncConnectionPool:
+    return AsyncConnectionPool(
+        conninfo,
+        min_size=1,
+        max_size=max(1, settings.query_pool_size),
+        open=False,
+        timeout=POOL_WAIT_S,
+        kwargs={"autocommit": True, "connect_timeout": 5, "application_name": "eventbunker"},
+        name=name,
+    )
 
 
 def _refuse_browsers(request: Request[Any, Any, Any]) -> None:

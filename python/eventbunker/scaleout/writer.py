@@ -1,0 +1,182 @@
+"""``eventbunker writer``: the JetStream stream → TimescaleDB, exactly once.
+
+Every writer process pulls from the one durable consumer, so the messages
+are spread over the writers, and those a dead or slow writer did not
+acknowledge within the consumer's ack wait go to another. Each batch is one
+transaction of the single-node writer (``EventWriter.store``: event-id
+claims, COPY, billed counters) that also claims the batch's stream
+sequences; only then are the messages acknowledged. A message redelivered
+after its batch committed finds its sequence claimed: it is acknowledged
+again and stores nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import nats.errors
+import psycopg
+import uvloop
+from nats.aio.msg import Msg
+
+from eventbunker import _native
+from eventbunker.config import Settings
+from eventbunker.database import open_database
+from eventbunker.ingest.pipeline import COUNTER_SHARDS
+from eventbunker.ingest.writer import EventWriter
+from eventbunker.scaleout.stream import backlog, connect, ensure_stream, writers_consumer
+
+log = logging.getLogger(__name__)
+
+BATCH_MESSAGES = 1000
+FETCH_TIMEOUT_S = 1.0
+PRUNE_EVERY_S = 60.0
+MAX_BACKOFF_S = 2.0
+
+CLAIM_SEQUENCES = (
+    "INSERT INTO stream_claims (stream, seq) SELECT %s, unnest(%s::bigint[])"
+    " ON CONFLICT DO NOTHING RETURNING seq"
+)
+
+
+class StreamWriter:
+    def __init__(self, settings: Settings, conninfo: str) -> None:
+        self._settings = settings
+        self._stream = settings.nats_stream
+        self._events = EventWriter(
+            conninfo, shard=os.getpid() % COUNTER_SHARDS, application_name="eventbunker-writer"
+        )
+        self._nc: Any = None
+        self._sub: Any = None
+        self.stored = 0
+
+    async def start(self) -> None:
+        self._nc = await connect(self._settings.nats_url, f"eventbunker-writer-{os.getpid()}")
+        js = self._nc.jetstream(timeout=5)
+        await ensure_stream(js, self._stream, self._settings.nats_replicas)
+        self._sub = await js.pull_subscribe(
+            self._stream, durable=writers_consumer().durable_name, config=writers_consumer()
+        )
+
+    async def stop(self) -> None:
+        await self._events.close()
+        if self._nc is not None:
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await self._nc.close()
+
+    async def fetch(self, batch: int = BATCH_MESSAGES) -> list[Msg]:
+        """Up to ``batch`` messages, as soon as there is one (none after a second)."""
+        try:
+            return list(await self._sub.fetch(batch, timeout=FETCH_TIMEOUT_S))
+        except TimeoutError:
+            return []
+
+    async def write(self, messages: Sequence[Msg]) -> int:
+        """Store the messages not stored yet, in one transaction; the events stored."""
+        sequences: list[int] = []
+        bodies: list[bytes] = []
+        for message in messages:
+            if _is_one_record(message):
+                sequences.append(message.metadata.sequence.stream)
+                bodies.append(message.data)
+
+        async def unclaimed(conn: psycopg.AsyncConnection[Any]) -> _native.SpoolBatch:
+            cur = await conn.execute(CLAIM_SEQUENCES, (self._stream, sequences))
+            new = {int(row[0]) for row in await cur.fetchall()}
+            data = b"".join(b for seq, b in zip(sequences, bodies, strict=True) if seq in new)
+            return _native.decode_spool(data, 0, 0)
+
+        stored = await self._events.store(unclaimed, "") if bodies else 0
+        self.stored += stored
+        return stored
+
+    async def acknowledge(self, messages: Sequence[Msg]) -> None:
+        for message in messages:
+            await message.ack()
+        await self._nc.flush(timeout=5)
+
+    async def prune(self) -> None:
+        """Forget claims below the stream's first message (acknowledged, gone)."""
+        first_seq = (await backlog(self._nc, self._stream)).first_seq
+        await self._events.store(
+            _empty,
+            f"DELETE FROM stream_claims WHERE stream = '{_checked(self._stream)}'"
+            f" AND seq < {int(first_seq)}",
+        )
+        await self._events.prune_event_ids(self._settings.idempotency_window_hours * 3600)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Fetch, write, acknowledge, until ``stopping`` is set."""
+        backoff = 0.05
+        next_prune = time.monotonic() + 5.0
+        while not stopping.is_set():
+            try:
+                messages = await self.fetch()
+                if messages:
+                    await self.write(messages)
+                    await self.acknowledge(messages)
+                if time.monotonic() >= next_prune:
+                    await self.prune()
+                    next_prune = time.monotonic() + PRUNE_EVERY_S
+            except (psycopg.Error, OSError, nats.errors.Error, TimeoutError) as exc:
+                # Unacknowledged messages come back after the ack wait.
+                log.warning("writer batch failed, retrying (%r)", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            backoff = 0.05
+
+
+def _is_one_record(message: Msg) -> bool:
+    """Whether a message carries one whole spool record (else it is terminated)."""
+    batch = _native.decode_spool(message.data, 0, 0)
+    if batch.records == 1 and batch.end == len(message.data):
+        return True
+    log.error(
+        "stream message %d is not one EventBunker record (%s); terminated",
+        message.metadata.sequence.stream,
+        batch.damage or batch.stop,
+    )
+    asyncio.get_running_loop().create_task(message.term())
+    return False
+
+
+async def _empty(_: psycopg.AsyncConnection[Any]) -> _native.SpoolBatch:
+    return _native.decode_spool(b"", 0, 0)
+
+
+def _checked(name: str) -> str:
+    # Stream names are NATS tokens; only those are spelled into SQL.
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"unexpected stream name {name!r}")
+    return name
+
+
+def run_writer(settings: Settings) -> int:
+    if not settings.nats_url:
+        raise SystemExit("eventbunker writer needs --nats URL (or EVENTBUNKER_NATS_URL)")
+    with open_database(settings) as conninfo:
+        return uvloop.run(_main(settings, conninfo))
+
+
+async def _main(settings: Settings, conninfo: str) -> int:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    writer = StreamWriter(settings, conninfo)
+    await writer.start()
+    log.info("writing the stream %s into the database", settings.nats_stream)
+    try:
+        await writer.run(stopping)
+    finally:
+        await writer.stop()
+        log.info("writer stopped after storing %d events", writer.stored)
+    return 0

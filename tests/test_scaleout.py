@@ -1,0 +1,268 @@
+"""Scale-out mode on loopback: ingest nodes → a 3-node JetStream cluster → writers.
+
+Real nats-server processes (our own ports and store directories), the real
+server with ``--nats``, real ``eventbunker writer`` processes, a real
+TimescaleDB. The fault test with network namespaces is test_scaleout_faults.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from conftest import Project, Server, start_server, stop_process_group, stop_server
+from eventbunker.config import Settings
+from eventbunker.scaleout.stream import ACK_WAIT_S, backlog, connect
+from eventbunker.scaleout.writer import StreamWriter
+from nats_cluster import NatsCluster, loopback_cluster, wait_for_jetstream
+
+pytestmark = pytest.mark.skipif(
+    subprocess.run(["which", "nats-server"], capture_output=True).returncode != 0,
+    reason="nats-server is installed by scripts/setup.sh",
+)
+
+DRAIN_TIMEOUT_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    cluster = loopback_cluster(tmp_path_factory.mktemp("nats"))
+    cluster.start()
+    try:
+        asyncio.run(wait_for_jetstream(cluster.urls))
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def stream() -> str:
+    return f"test-{secrets.token_hex(4)}"
+
+
+def start_writer(
+    database_url: str, urls: str, stream: str, log_dir: Path, *prefix: str
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            *prefix,
+            sys.executable,
+            "-m",
+            "eventbunker",
+            "writer",
+            "--nats",
+            urls,
+            "--nats-stream",
+            stream,
+            "--database-url",
+            database_url,
+        ],
+        stdout=(log_dir / f"writer-{time.monotonic_ns()}.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def ingest_node(database_url: str, tmp_path: Path, urls: str, stream: str, *extra: str) -> Server:
+    return start_server(
+        database_url,
+        tmp_path,
+        "--workers",
+        "1",
+        "--nats",
+        urls,
+        "--nats-stream",
+        stream,
+        *extra,
+    )
+
+
+def stored_seqs(db: psycopg.Connection[Any], project_id: int) -> list[int]:
+    rows = db.execute(
+        "SELECT (properties->>'seq')::int FROM events WHERE project_id = %s", (project_id,)
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def billed(db: psycopg.Connection[Any], project_id: int) -> int:
+    row = db.execute(
+        "SELECT coalesce(sum(events), 0) FROM write_counters WHERE project_id = %s",
+        (project_id,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def stream_messages(urls: str, stream: str) -> int:
+    async def count() -> int:
+        nc = await connect(urls, "test")
+        try:
+            return (await backlog(nc, stream)).messages
+        finally:
+            await nc.close()
+
+    return asyncio.run(count())
+
+
+def wait_until(predicate: Any, timeout_s: float = DRAIN_TIMEOUT_S) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return bool(predicate())
+
+
+def test_two_ingest_nodes_and_two_writers_store_each_event_once(
+    database_url: str,
+    db: psycopg.Connection[Any],
+    project: Project,
+    nats: NatsCluster,
+    stream: str,
+    tmp_path: Path,
+) -> None:
+    nodes = [ingest_node(database_url, tmp_path, nats.urls, stream) for _ in range(2)]
+    writers = [start_writer(database_url, nats.urls, stream, tmp_path) for _ in range(2)]
+    try:
+        seq = 0
+        with httpx.Client(timeout=10) as http:
+            for request in range(60):
+                events = [{"event_name": "flow", "seq": seq + i} for i in range(10)]
+                seq += 10
+                if request % 3 == 0:
+                    for event in events:
+                        event["event_id"] = f"flow-{event['seq']}"
+                answer = http.post(
+                    nodes[request % 2].url + "/v1/events",
+                    json=events,
+                    headers={"X-Api-Key": project.write_key},
+                )
+                assert answer.status_code == 202, answer.text
+                assert answer.json() == {"accepted": 10, "duplicates": 0}
+            # A client retry of a request with ids, on the other node: stored once.
+            retry = [{"event_name": "flow", "seq": s, "event_id": f"flow-{s}"} for s in range(10)]
+            answer = http.post(
+                nodes[1].url + "/v1/events", json=retry, headers={"X-Api-Key": project.write_key}
+            )
+            assert answer.status_code == 202, answer.text
+        assert wait_until(lambda: stream_messages(nats.urls, stream) == 0), "stream not drained"
+        assert wait_until(lambda: len(stored_seqs(db, project.id)) >= 600)
+        seqs = stored_seqs(db, project.id)
+        assert sorted(seqs) == list(range(600))  # nothing lost, nothing twice
+        assert billed(db, project.id) == 600
+        ready = httpx.get(nodes[0].url + "/readyz", timeout=5).json()
+        assert ready["nats"] == "ok", ready
+    finally:
+        for writer in writers:
+            stop_process_group(writer)
+        for node in nodes:
+            stop_server(node)
+
+
+def test_a_redelivery_after_commit_stores_nothing_twice(
+    database_url: str,
+    db: psycopg.Connection[Any],
+    project: Project,
+    nats: NatsCluster,
+    stream: str,
+    tmp_path: Path,
+) -> None:
+    """A writer commits a batch and dies before acknowledging it: the messages
+    come back to another writer, which stores nothing of them again."""
+    node = ingest_node(database_url, tmp_path, nats.urls, stream)
+    try:
+        with httpx.Client(timeout=10) as http:
+            for request in range(20):
+                events = [{"event_name": "redo", "seq": request * 5 + i} for i in range(5)]
+                answer = http.post(
+                    node.url + "/v1/events", json=events, headers={"X-Api-Key": project.write_key}
+                )
+                assert answer.status_code == 202, answer.text
+    finally:
+        stop_server(node)
+    settings = Settings(nats_url=nats.urls, nats_stream=stream, database_url=database_url)
+
+    async def commit_without_ack() -> int:
+        writer = StreamWriter(settings, database_url)
+        await writer.start()
+        try:
+            messages: list[Any] = []
+            while len(messages) < 20:
+                fetched = await writer.fetch()
+                assert fetched, "the stream should hold 20 messages"
+                messages += fetched
+            return await writer.write(messages)  # committed; the acks never sent
+        finally:
+            await writer.stop()
+
+    assert asyncio.run(commit_without_ack()) == 100
+    assert sorted(stored_seqs(db, project.id)) == list(range(100))
+    assert stream_messages(nats.urls, stream) == 20  # still unacknowledged
+
+    started = time.monotonic()
+    writer = start_writer(database_url, nats.urls, stream, tmp_path)
+    try:
+        assert wait_until(lambda: stream_messages(nats.urls, stream) == 0), "not redelivered"
+        assert time.monotonic() - started < ACK_WAIT_S + DRAIN_TIMEOUT_S
+    finally:
+        stop_process_group(writer)
+    assert sorted(stored_seqs(db, project.id)) == list(range(100))
+    assert billed(db, project.id) == 100
+
+
+def test_no_quorum_means_503_and_no_ack(
+    database_url: str,
+    db: psycopg.Connection[Any],
+    project: Project,
+    tmp_path: Path,
+    stream: str,
+) -> None:
+    """With two of three NATS nodes down, no publish reaches a quorum: 503 +
+    Retry-After, nothing stored; once they are back, 202s again."""
+    cluster = loopback_cluster(tmp_path / "nats")
+    cluster.start()
+    node: Server | None = None
+    writer: subprocess.Popen[bytes] | None = None
+    try:
+        asyncio.run(wait_for_jetstream(cluster.urls))
+        node = ingest_node(database_url, tmp_path, cluster.urls, stream)
+        with httpx.Client(timeout=15) as http:
+
+            def post(seq: int) -> httpx.Response:
+                return http.post(
+                    node.url + "/v1/events",  # type: ignore[union-attr]
+                    json={"event_name": "quorum", "seq": seq},
+                    headers={"X-Api-Key": project.write_key},
+                )
+
+            assert post(0).status_code == 202
+            cluster.nodes[1].kill()
+            cluster.nodes[2].kill()
+            refused = post(1)
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["retry-after"] == "1"
+            assert refused.json()["error"]["code"] == "storage_unavailable"
+            cluster.nodes[1].start()
+            cluster.nodes[2].start()
+            assert wait_until(lambda: post(2).status_code == 202, 30.0)
+        writer = start_writer(database_url, cluster.urls, stream, tmp_path)
+        assert wait_until(lambda: stream_messages(cluster.urls, stream) == 0)
+        # (The refused event may still be stored once the quorum is back, as
+        # after any 503 whose fate the server could not know: never lost.)
+        seqs = stored_seqs(db, project.id)
+        assert 0 in seqs and 2 in seqs, seqs
+    finally:
+        if writer is not None:
+            stop_process_group(writer)
+        if node is not None:
+            stop_server(node)
+        cluster.stop()
