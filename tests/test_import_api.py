@@ -231,6 +231,8 @@ def test_a_named_import_resumes_where_it_stopped(
     )
     assert gap.status_code == 409
     assert gap.json()["error"]["code"] == "import_gap"
+    # The answer tells where to resume from: what is committed, not line 600.
+    assert gap.json()["committed_lines"] == 400
     # Re-sending from an earlier line skips what is committed.
     r = post_import(
         client, project.write_key, b"".join(lines[300:]), {**headers, "X-Import-First-Line": "301"}
@@ -268,6 +270,8 @@ def test_an_over_long_line_is_rejected_by_number_and_never_buffered(
         ({"X-Import-Id": "has space"}, 400, "invalid_import_id"),
         ({"X-Import-Id": "a", "X-Import-First-Line": "x"}, 400, "invalid_first_line"),
         ({"X-Import-First-Line": "5"}, 400, "invalid_first_line"),
+        ({"X-Import-Id": "a", "X-Import-First-Line": str(1 << 64)}, 400, "invalid_first_line"),
+        ({"X-Import-Id": "a", "X-Import-First-Line": str(1 << 63)}, 400, "invalid_first_line"),
     ],
 )
 def test_refusals(

@@ -219,6 +219,9 @@ class ImportJob:
         committed = int(row[0]) if row else 0
         self._errors_kept = int(row[1]) if row else 0
         if self._first_line > committed + 1:
+            # The answer's committed_lines is what is stored, never the
+            # requested line: a client resumes from that field.
+            self.outcome.committed_lines = committed
             raise self._failed(
                 Refusal(
                     ErrorCode.IMPORT_GAP,
