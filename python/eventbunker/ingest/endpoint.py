@@ -100,11 +100,12 @@ class IngestEndpoint:
         except _native.IngestError as exc:
             raise Refusal(ErrorCode[exc.code.upper()], exc.message, exc.details) from None
         event_ids = prepared.event_ids
-        duplicates = await self._duplicates.count(key.project_id, event_ids)
         try:
             await self._spool.append(prepared.record)
         except SpoolFull as exc:
             raise Refusal(ErrorCode.STORAGE_UNAVAILABLE, str(exc)) from None
+        # Counted after the append: ids are claimed only once durable.
+        duplicates = await self._duplicates.count(key.project_id, event_ids)
         self._duplicates.remember(key.project_id, event_ids)
         return prepared.count - duplicates, duplicates
 
