@@ -127,7 +127,7 @@ class ImportEndpoint:
             async with await psycopg.AsyncConnection.connect(
                 self._conninfo, autocommit=True, connect_timeout=5
             ) as conn:
-                answer = await import_progress(conn, key.project_id, import_id)
+                answer = await import_progress(conn, key, import_id)
         except (psycopg.Error, OSError):
             raise Refusal(
                 ErrorCode.STORAGE_UNAVAILABLE, "cannot read the import now; retry"

@@ -9,3 +9,8 @@ CREATE TABLE event_id_claims (
     PRIMARY KEY (project_id, event_id)
 );
 CREATE INDEX event_id_claims_claimed_at ON event_id_claims USING brin (claimed_at);
+
+-- A named import started by a customer-scoped key belongs to that customer:
+-- its progress is visible to that customer's keys only (and unscoped
+-- imports to unscoped keys only).
+ALTER TABLE imports ADD COLUMN customer_identifier text;
