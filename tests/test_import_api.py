@@ -231,6 +231,8 @@ def test_a_named_import_resumes_where_it_stopped(
     )
     assert gap.status_code == 409
     assert gap.json()["error"]["code"] == "import_gap"
+    # The answer tells where to resume from: what is committed, not line 600.
+    assert gap.json()["committed_lines"] == 400
     # Re-sending from an earlier line skips what is committed.
     r = post_import(
         client, project.write_key, b"".join(lines[300:]), {**headers, "X-Import-First-Line": "301"}
@@ -268,6 +270,8 @@ def test_an_over_long_line_is_rejected_by_number_and_never_buffered(
         ({"X-Import-Id": "has space"}, 400, "invalid_import_id"),
         ({"X-Import-Id": "a", "X-Import-First-Line": "x"}, 400, "invalid_first_line"),
         ({"X-Import-First-Line": "5"}, 400, "invalid_first_line"),
+        ({"X-Import-Id": "a", "X-Import-First-Line": str(1 << 64)}, 400, "invalid_first_line"),
+        ({"X-Import-Id": "a", "X-Import-First-Line": str(1 << 63)}, 400, "invalid_first_line"),
     ],
 )
 def test_refusals(
@@ -427,3 +431,21 @@ def test_an_empty_body_imports_nothing(client: httpx.Client, project: Project) -
     r = post_import(client, project.write_key, b"")
     assert r.status_code == 200, r.text
     assert (r.json()["accepted"], r.json()["lines"], r.json()["committed_lines"]) == (0, 0, 0)
+
+
+def test_a_customer_key_sees_only_its_own_imports_progress(
+    client: httpx.Client, project: Project, make_key: Any
+) -> None:
+    customer_key = make_key(project.id, "write", "acme")["key"]
+    r = post_import(client, project.write_key, ndjson([event(1)]), {"X-Import-Id": "unscoped"})
+    assert r.status_code == 200, r.text
+    r = post_import(client, customer_key, ndjson([event(1)]), {"X-Import-Id": "acme-own"})
+    assert r.status_code == 200, r.text
+
+    def progress(key: str, import_id: str) -> int:
+        return client.get(f"/v1/events/import/{import_id}", headers={"X-Api-Key": key}).status_code
+
+    assert progress(customer_key, "unscoped") == 404
+    assert progress(customer_key, "acme-own") == 200
+    assert progress(project.write_key, "acme-own") == 200
+    assert progress(project.write_key, "unscoped") == 200

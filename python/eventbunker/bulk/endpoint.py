@@ -30,6 +30,9 @@ from eventbunker.ingest.endpoint import (
 from eventbunker.ops.metrics import Metrics
 
 IMPORT_PATH = "/v1/events/import"
+# imports.committed_lines is a bigint: a larger line number cannot be stored
+# nor answered (it used to answer 500).
+MAX_LINE_NUMBER = (1 << 63) - 1
 PROGRESS_PREFIX = IMPORT_PATH + "/"
 MEDIA_TYPES = frozenset(
     {
@@ -92,8 +95,11 @@ class ImportEndpoint:
             )
         import_id = headers.get(b"x-import-id")
         first_line = headers.get(b"x-import-first-line", b"1").strip()
-        if not first_line.isdigit():
-            raise Refusal(ErrorCode.INVALID_FIRST_LINE, "X-Import-First-Line must be a line number")
+        if not first_line.isdigit() or int(first_line) > MAX_LINE_NUMBER:
+            raise Refusal(
+                ErrorCode.INVALID_FIRST_LINE,
+                f"X-Import-First-Line must be a line number from 1 to {MAX_LINE_NUMBER}",
+            )
         job = ImportJob(
             self._conninfo,
             key,
@@ -121,7 +127,7 @@ class ImportEndpoint:
             async with await psycopg.AsyncConnection.connect(
                 self._conninfo, autocommit=True, connect_timeout=5
             ) as conn:
-                answer = await import_progress(conn, key.project_id, import_id)
+                answer = await import_progress(conn, key, import_id)
         except (psycopg.Error, OSError):
             raise Refusal(
                 ErrorCode.STORAGE_UNAVAILABLE, "cannot read the import now; retry"

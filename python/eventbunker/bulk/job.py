@@ -56,6 +56,8 @@ IMPORT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 GET_PROGRESS = (
     "SELECT import_id, committed_lines, accepted, rejected, duplicates, errors,"
     " created_at, updated_at FROM imports WHERE project_id = %s AND import_id = %s"
+    # A customer-scoped key sees its customer's imports only; an unscoped key all.
+    " AND (%s::text IS NULL OR customer_identifier = %s)"
 )
 # An import claims its event ids with one COPY (writer.copy_claims); only when
 # an id is there already (a re-run) or repeats does it claim them one by one.
@@ -204,9 +206,9 @@ class ImportJob:
             return 0
         try:
             await conn.execute(
-                "INSERT INTO imports (project_id, import_id) VALUES (%s, %s)"
-                " ON CONFLICT DO NOTHING",
-                (self._key.project_id, self._import_id),
+                "INSERT INTO imports (project_id, import_id, customer_identifier)"
+                " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (self._key.project_id, self._import_id, self._key.customer_identifier),
             )
             cur = await conn.execute(
                 "SELECT committed_lines, jsonb_array_length(errors) FROM imports"
@@ -219,6 +221,9 @@ class ImportJob:
         committed = int(row[0]) if row else 0
         self._errors_kept = int(row[1]) if row else 0
         if self._first_line > committed + 1:
+            # The answer's committed_lines is what is stored, never the
+            # requested line: a client resumes from that field.
+            self.outcome.committed_lines = committed
             raise self._failed(
                 Refusal(
                     ErrorCode.IMPORT_GAP,
@@ -500,11 +505,14 @@ class _Writer:
 
 
 async def import_progress(
-    conn: psycopg.AsyncConnection[Any], project_id: int, import_id: str
+    conn: psycopg.AsyncConnection[Any], key: ApiKey, import_id: str
 ) -> dict[str, Any] | None:
-    """A named import's committed progress, or None if there is no such import."""
+    """A named import's committed progress, or None if there is no such import
+    (a customer-scoped key's: another customer's or an unscoped import is not there)."""
     check_import_id(import_id)
-    cur = await conn.execute(GET_PROGRESS, (project_id, import_id))
+    cur = await conn.execute(
+        GET_PROGRESS, (key.project_id, import_id, *[key.customer_identifier] * 2)
+    )
     row = await cur.fetchone()
     if row is None:
         return None
@@ -564,7 +572,7 @@ async def import_progress_direct(
     finally:
         await keys.stop()
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
-        return await import_progress(conn, key.project_id, import_id)
+        return await import_progress(conn, key, import_id)
 
 
 async def _as_async(chunks: AsyncIterator[bytes] | Iterator[bytes]) -> AsyncIterator[bytes]:
