@@ -4,6 +4,7 @@
 
 pub mod enrich;
 pub mod ingest;
+pub mod rollup;
 pub mod spool;
 
 #[cfg(feature = "python")]

@@ -34,6 +34,7 @@ from eventbunker.ingest.auth import ApiKey, KeyCache
 from eventbunker.ingest.enrichment import build_enricher
 from eventbunker.ingest.pipeline import COUNTER_SHARDS, limits_of
 from eventbunker.ingest.rejections import ADD_REJECTED
+from eventbunker.storage.rollups import update_rollups
 from eventbunker.ingest.writer import (
     COPY_EVENTS,
     CounterKey,
@@ -342,6 +343,7 @@ class _Writer:
         self._open = False
         self._batch: list[_Chunk] = []
         self._stored: list[int] = []  # rows stored per chunk of the batch
+        self._rows: list[bytes] = []  # the rows stored, for the rollups
         self._claims = 0  # chunks whose ids the batch claimed
         self._bytes = 0
         self._opened_at = 0.0
@@ -392,6 +394,7 @@ class _Writer:
                 cur = await self._copy.enter_async_context(self._conn.cursor())
                 self._copy_writer = await self._copy.enter_async_context(cur.copy(COPY_EVENTS))
             await self._copy_writer.write(rows)
+            self._rows.append(rows)
         self._batch.append(chunk)
         self._stored.append(stored)
         self._bytes += len(rows)
@@ -419,6 +422,7 @@ class _Writer:
         if not self._open:
             return
         await self._end_copy()
+        await update_rollups(self._conn, b"".join(self._rows))
         job, outcome = self._job, self._job.outcome
         project_id = job._key.project_id
         now_us = time.time_ns() // 1000
@@ -487,13 +491,13 @@ class _Writer:
         outcome.committed_lines = max(outcome.committed_lines, last_line)
         outcome.errors += errors[: MAX_ERRORS - len(outcome.errors)]
         job._errors_kept += len(kept)
-        self._batch, self._stored, self._claims, self._bytes = [], [], 0, 0
+        self._batch, self._stored, self._rows, self._claims, self._bytes = [], [], [], 0, 0
 
     async def _rollback(self) -> None:
         # The connection is this import's own: closing it rolls back the
         # batch, even in the middle of a COPY.
         self._copy = self._copy_writer = None
-        self._batch, self._stored, self._claims, self._bytes = [], [], 0, 0
+        self._batch, self._stored, self._rows, self._claims, self._bytes = [], [], [], 0, 0
         self._open = False
         with contextlib.suppress(psycopg.Error):
             await self._conn.close()

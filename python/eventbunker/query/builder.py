@@ -49,7 +49,24 @@ class Plan:
     shape: Callable[[list[Row]], Any]
 
 
-def where(selection: Selection, scope: Scope, params: Params) -> sql.Composable:
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a query reads: the raw events, or a rollup level (query/planner.py)."""
+
+    table: str = "events"
+    time_column: str = "timestamp"
+
+    @property
+    def is_rollup(self) -> bool:
+        return self.table != "events"
+
+
+RAW = Source()
+
+
+def where(
+    selection: Selection, scope: Scope, params: Params, source: Source = RAW
+) -> sql.Composable:
     conditions: list[sql.Composable] = [
         sql.SQL("project_id = {}").format(params.add(scope.project_id, "bigint"))
     ]
@@ -69,24 +86,25 @@ def where(selection: Selection, scope: Scope, params: Params) -> sql.Composable:
         )
     if selection.timeframe is not None:
         conditions.append(
-            sql.SQL('"timestamp" >= {} AND "timestamp" < {}').format(
+            sql.SQL("{t} >= {} AND {t} < {}").format(
                 params.add(selection.timeframe.start, "timestamptz"),
                 params.add(selection.timeframe.end, "timestamptz"),
+                t=sql.Identifier(source.time_column),
             )
         )
     conditions.extend(filters.to_sql(f, params) for f in selection.filters)
     return sql.SQL(" AND ").join(conditions)
 
 
-def build_delete(delete: Delete, scope: Scope) -> tuple[sql.Composed, dict[str, Any]]:
+def delete_condition(delete: Delete, scope: Scope) -> tuple[sql.Composable, dict[str, Any]]:
+    """The condition on ``events`` of a delete (run by storage.rollups.delete_events)."""
     params = Params()
-    statement = sql.SQL("DELETE FROM events WHERE {}").format(
-        where(delete.selection, scope, params)
-    )
-    return statement, params.values
+    return where(delete.selection, scope, params), params.values
 
 
-def build_query(query: Query, scope: Scope) -> Plan:
+def build_query(query: Query, scope: Scope, source: Source = RAW) -> Plan:
+    """The statement answering ``query`` from ``source`` (a rollup only for
+    the queries query/planner.py finds covered)."""
     params = Params()
     if query.analysis == "extraction":
         return _extraction(query, scope, params)
@@ -100,14 +118,16 @@ def build_query(query: Query, scope: Scope) -> Plan:
             )
         except timeframes.InvalidTimeframe as exc:
             raise InvalidRequest("interval", str(exc)) from None
-        keys.append(_bucket(query, params))
+        keys.append(_bucket(query, params, source))
     keys.extend(prop.value(params) for prop in query.group_by)
     if query.analysis in DISTINCT_ANALYSES:
         statement = _distinct_values(query, scope, keys, params)
     else:
-        statement = sql.SQL("SELECT {} FROM events WHERE {}").format(
-            sql.SQL(", ").join([*keys, _aggregate(query, params)]),
-            where(query.selection, scope, params),
+        aggregate = _rollup_aggregate(query) if source.is_rollup else _aggregate(query, params)
+        statement = sql.SQL("SELECT {} FROM {} WHERE {}").format(
+            sql.SQL(", ").join([*keys, aggregate]),
+            sql.Identifier(source.table),
+            where(query.selection, scope, params, source),
         )
     if keys:
         positions = sql.SQL(", ").join(sql.Literal(i + 1) for i in range(len(keys)))
@@ -117,14 +137,15 @@ def build_query(query: Query, scope: Scope) -> Plan:
     return Plan(statement, params.values, _shaper(query, bucket_list))
 
 
-def _bucket(query: Query, params: Params) -> sql.Composable:
+def _bucket(query: Query, params: Params, source: Source) -> sql.Composable:
     """The start of each event's bucket, as time_bucket computes it in the query's zone."""
     assert query.interval is not None
     width = params.add(timeframes.BUCKET_WIDTHS[query.interval], "interval")
     tz = query.selection.timezone
+    column = sql.Identifier(source.time_column)
     if tz.key == "UTC":  # the same buckets, without converting every timestamp
-        return sql.SQL('time_bucket({}, "timestamp")').format(width)
-    return sql.SQL('time_bucket({}, "timestamp", {})').format(width, params.add(tz.key, "text"))
+        return sql.SQL("time_bucket({}, {})").format(width, column)
+    return sql.SQL("time_bucket({}, {}, {})").format(width, column, params.add(tz.key, "text"))
 
 
 def _distinct_values(
@@ -164,6 +185,19 @@ def _aggregate(query: Query, params: Params) -> sql.Composable:
     fraction = 0.5 if analysis == "median" else (query.percentile or 0.0) / 100
     return sql.SQL("percentile_cont({}) WITHIN GROUP (ORDER BY {})").format(
         params.add(fraction, "double precision"), number
+    )
+
+
+def _rollup_aggregate(query: Query) -> sql.Composable:
+    """The aggregate over rollup rows equal to :func:`_aggregate` over the events."""
+    return sql.SQL(
+        {
+            "count": "coalesce(sum(events), 0)::bigint",
+            "sum": "coalesce(sum(metric_sum), 0)",
+            "avg": "sum(metric_sum) / nullif(sum(metric_count), 0)::double precision",
+            "min": "min(metric_min)",
+            "max": "max(metric_max)",
+        }[query.analysis]
     )
 
 
