@@ -34,7 +34,6 @@ from eventbunker.ingest.auth import ApiKey, KeyCache
 from eventbunker.ingest.enrichment import build_enricher
 from eventbunker.ingest.pipeline import COUNTER_SHARDS, limits_of
 from eventbunker.ingest.rejections import ADD_REJECTED
-from eventbunker.storage.rollups import update_rollups
 from eventbunker.ingest.writer import (
     COPY_EVENTS,
     CounterKey,
@@ -44,6 +43,7 @@ from eventbunker.ingest.writer import (
     count_written,
     keep_claimed,
 )
+from eventbunker.storage.rollups import update_rollups
 
 log = logging.getLogger(__name__)
 

@@ -102,7 +102,7 @@ def _refresh(level: str) -> str:
         f" SELECT d.b, e.project_id, e.event_name, {', '.join('e.' + c for c in DIMENSIONS)},"
         " count(*), count(e.metric_value), sum(e.metric_value), min(e.metric_value),"
         f" max(e.metric_value) FROM ({dirty}) d JOIN events e ON e.project_id = d.project_id"
-        f" AND e.event_name = d.event_name AND e.\"timestamp\" >= d.b"
+        f' AND e.event_name = d.event_name AND e."timestamp" >= d.b'
         f" AND e.\"timestamp\" < d.b + interval '1 {level}'"
         " GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"
     )

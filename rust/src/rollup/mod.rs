@@ -127,7 +127,13 @@ pub fn aggregate(rows: &[u8]) -> Result<(Vec<u8>, usize), String> {
 mod tests {
     use super::*;
 
-    fn row(ts: &str, project: &str, name: &str, metric: Option<(&str, &str)>, country: &str) -> String {
+    fn row(
+        ts: &str,
+        project: &str,
+        name: &str,
+        metric: Option<(&str, &str)>,
+        country: &str,
+    ) -> String {
         let mut cols = vec!["\\N".to_string(); EVENT_COLUMNS.len()];
         cols[column("timestamp")] = ts.into();
         cols[column("project_id")] = project.into();
@@ -147,8 +153,20 @@ mod tests {
             row("2026-01-02 03:04:59.999999+00", "1", "view", None, "FR"),
             row("2026-01-02 03:05:00.000000+00", "1", "view", None, "FR"),
             row("2026-01-02 03:04:10.000000+00", "1", "view", None, "US"),
-            row("2026-01-02 03:04:10.000000+00", "1", "buy", Some(("price", "2.5")), "US"),
-            row("2026-01-02 03:04:11.000000+00", "1", "buy", Some(("price", "-1")), "US"),
+            row(
+                "2026-01-02 03:04:10.000000+00",
+                "1",
+                "buy",
+                Some(("price", "2.5")),
+                "US",
+            ),
+            row(
+                "2026-01-02 03:04:11.000000+00",
+                "1",
+                "buy",
+                Some(("price", "-1")),
+                "US",
+            ),
         ]
         .concat();
         let (out, n) = aggregate(rows.as_bytes()).unwrap();
