@@ -22,6 +22,7 @@ import psycopg
 from eventbunker import _native
 from eventbunker._native import EVENT_COLUMNS
 from eventbunker.ingest.spool import Position
+from eventbunker.storage.retention import enforce_retention
 from eventbunker.storage.rollups import update_rollups
 
 # Built once from our own column list (no user input reaches this text).
@@ -110,6 +111,9 @@ class EventWriter:
             "DELETE FROM event_ids WHERE received_at < now() - make_interval(secs => %s)",
             (window_s,),
         )
+
+    async def enforce_retention(self) -> int:
+        return await enforce_retention(await self._connection())
 
     async def close(self) -> None:
         if self._conn is not None:
