@@ -64,6 +64,10 @@ def covered_queries(draw: st.DrawFn) -> dict[str, Any]:
             start.timestamp() // unit.total_seconds() * unit.total_seconds(), UTC
         )
         length = draw(st.integers(1, 45)) * unit
+        # The end may fall anywhere ("now"): finer levels and raw rows take the tail.
+        length += draw(st.sampled_from([0, 0, 1, 59_999_999, 3_600_000_000 * 5 + 7])) * timedelta(
+            microseconds=1
+        )
         body["timeframe"] = {
             "start": start.astimezone(zone).isoformat(),
             "end": (start + length).astimezone(zone).isoformat(),

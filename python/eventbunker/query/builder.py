@@ -50,15 +50,63 @@ class Plan:
 
 
 @dataclass(frozen=True, slots=True)
-class Source:
-    """Where a query reads: the raw events, or a rollup level (query/planner.py)."""
+class Segment:
+    """``[start, end)`` read from ``level``'s rollup table, or raw events (None)."""
 
-    table: str = "events"
-    time_column: str = "timestamp"
+    level: str | None
+    start: datetime | None
+    end: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a query reads: the raw events, or rollup levels with a raw tail
+    (query/planner.py), as rollup-shaped rows."""
+
+    segments: tuple[Segment, ...] = ()
 
     @property
     def is_rollup(self) -> bool:
-        return self.table != "events"
+        return bool(self.segments)
+
+    @property
+    def time_column(self) -> str:
+        return "bucket" if self.segments else "timestamp"
+
+    def relation(self, params: Params) -> sql.Composable:
+        if not self.segments:
+            return sql.Identifier("events")
+        return sql.SQL("({}) AS r").format(
+            sql.SQL(" UNION ALL ").join(_segment(s, params) for s in self.segments)
+        )
+
+
+_ROLLUP_COLUMNS = sql.SQL(
+    "bucket, project_id, event_name, metric_name, customer_identifier, geo_country,"
+    " ua_device_type, utm_source, events, metric_count, metric_sum, metric_min, metric_max"
+)
+# Raw events shaped as one-event rollup rows.
+_RAW_AS_ROLLUP = sql.SQL(
+    '"timestamp" AS bucket, project_id, event_name, metric_name, customer_identifier,'
+    " geo_country, ua_device_type, utm_source, 1::bigint AS events,"
+    " (metric_value IS NOT NULL)::int::bigint AS metric_count, metric_value AS metric_sum,"
+    " metric_value AS metric_min, metric_value AS metric_max"
+)
+
+
+def _segment(segment: Segment, params: Params) -> sql.Composable:
+    if segment.level is None:
+        columns, table, time = _RAW_AS_ROLLUP, sql.Identifier("events"), '"timestamp"'
+    else:
+        columns, table, time = _ROLLUP_COLUMNS, sql.Identifier(f"rollups_{segment.level}"), "bucket"
+    conditions: list[sql.Composable] = [sql.SQL("true")]
+    if segment.start is not None:
+        conditions.append(sql.SQL(time + " >= {}").format(params.add(segment.start, "timestamptz")))
+    if segment.end is not None:
+        conditions.append(sql.SQL(time + " < {}").format(params.add(segment.end, "timestamptz")))
+    return sql.SQL("SELECT {} FROM {} WHERE {}").format(
+        columns, table, sql.SQL(" AND ").join(conditions)
+    )
 
 
 RAW = Source()
@@ -126,7 +174,7 @@ def build_query(query: Query, scope: Scope, source: Source = RAW) -> Plan:
         aggregate = _rollup_aggregate(query) if source.is_rollup else _aggregate(query, params)
         statement = sql.SQL("SELECT {} FROM {} WHERE {}").format(
             sql.SQL(", ").join([*keys, aggregate]),
-            sql.Identifier(source.table),
+            source.relation(params),
             where(query.selection, scope, params, source),
         )
     if keys:

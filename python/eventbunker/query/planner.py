@@ -4,9 +4,11 @@ A query is covered by the rollups (storage/rollups.py) when everything it
 selects, filters and groups on is a rollup column, its analysis is one the
 rollups hold exactly (count; sum, avg, min, max of ``metric_value``), and
 every time boundary it has (timeframe ends, interval buckets in its zone)
-falls on a bucket of a level. Then it reads the coarsest such level; the
-answer is the raw answer, because each rollup row lies wholly inside one
-bucket of the query. Everything else reads the events as before.
+but the end (usually "now") falls on a bucket of a level. Then it reads the
+coarsest such level up to the last whole bucket before the end, the finer
+levels after it, and the raw events of the last partial minute: the answer
+is the raw answer, because each rollup row lies wholly inside one bucket of
+the query. Everything else reads the events as before.
 
 Sums are of doubles in another order (per minute, then across minutes), as
 PostgreSQL's own parallel aggregation does: identical whenever the float
@@ -19,7 +21,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from eventbunker.query import timeframes
-from eventbunker.query.builder import RAW, Plan, Scope, Source, build_query
+from eventbunker.query.builder import RAW, Plan, Scope, Segment, Source, build_query
 from eventbunker.query.request import Query
 from eventbunker.storage.rollups import DIMENSIONS
 
@@ -54,8 +56,10 @@ def rollup_source(query: Query) -> Source | None:
     if any(c not in ROLLUP_COLUMNS for c in columns):
         return None
     boundaries: list[datetime] = []
+    start = end = None
     if selection.timeframe is not None:
-        boundaries += [selection.timeframe.start, selection.timeframe.end]
+        start, end = selection.timeframe.start, selection.timeframe.end
+        boundaries.append(start)
         if query.interval is not None:
             try:
                 buckets = timeframes.buckets(
@@ -64,7 +68,30 @@ def rollup_source(query: Query) -> Source | None:
             except timeframes.InvalidTimeframe:
                 return None  # the raw path gives the refusal
             boundaries += [b.start for b in buckets]
-    for level, width in LEVELS:
-        if all((b.astimezone(UTC) - EPOCH) % width == timedelta(0) for b in boundaries):
-            return Source(table=f"rollups_{level}", time_column="bucket")
+    for index, (_level, width) in enumerate(LEVELS):
+        if all(_floor(b, width) == b for b in boundaries):
+            return Source(_segments(index, start, end))
     return None
+
+
+def _floor(instant: datetime, width: timedelta) -> datetime:
+    return instant - (instant.astimezone(UTC) - EPOCH) % width
+
+
+def _segments(first: int, start: datetime | None, end: datetime | None) -> tuple[Segment, ...]:
+    """Level ``first`` from ``start``, then each finer level from the last whole
+    bucket of the coarser one before ``end``, then raw events (no bound: all time)."""
+    if end is None:
+        return (Segment(LEVELS[first][0], start, None),)
+    segments = []
+    lower = start
+    for level, width in LEVELS[first:]:
+        cut = _floor(end, width)
+        if lower is not None and cut < lower:
+            cut = lower
+        if lower is None or cut > lower:
+            segments.append(Segment(level, lower, cut))
+        lower = cut
+    if lower is None or lower < end:
+        segments.append(Segment(None, lower, end))
+    return tuple(segments)
