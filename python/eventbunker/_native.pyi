@@ -20,6 +20,7 @@ __all__ = [
     "decode_spool",
     "prepare_events",
     "prepare_lines",
+    "rollup_groups",
 ]
 
 EVENT_COLUMNS: tuple[str, ...]
