@@ -119,6 +119,14 @@ def both_ways(
     return answers[0], answers[1]
 
 
+def assert_same_both_ways(
+    db: psycopg.Connection[Any], project_id: int, queries: list[dict[str, Any]]
+) -> None:
+    for body in queries:
+        from_rollups, raw = both_ways(db, project_id, body)
+        assert from_rollups == raw, body
+
+
 def stored_count(db: psycopg.Connection[Any], project_id: int) -> int:
     row = db.execute("SELECT count(*) FROM events WHERE project_id = %s", (project_id,)).fetchone()
     return int(row[0]) if row else 0
@@ -170,9 +178,7 @@ def test_covered_queries_answer_from_rollups_exactly_as_from_raw_rows(
 ) -> None:
     created = create_project(db, "rollups")
     store(client, db, created["keys"]["write"], created["id"], stored, imported)
-    for body in queries:
-        from_rollups, raw = both_ways(db, created["id"], body)
-        assert from_rollups == raw, body
+    assert_same_both_ways(db, created["id"], queries)
 
 
 @SETTINGS
@@ -202,9 +208,7 @@ def test_deletes_keep_rollups_true(
             headers={"X-Api-Key": created["keys"]["delete"]},
         )
         assert r.status_code == 200, r.text
-    for body in queries:
-        from_rollups, raw = both_ways(db, created["id"], body)
-        assert from_rollups == raw, body
+    assert_same_both_ways(db, created["id"], queries)
 
 
 def test_query_api_reads_rollups_and_sees_the_raw_answer(
