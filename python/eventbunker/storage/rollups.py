@@ -136,13 +136,19 @@ async def delete_events(
 def rebuild_statement(project_id: int) -> bytes:
     """One simple-protocol statement (a transaction of its own under autocommit)
     recomputing every rollup of ``project_id`` from its events: for events
-    stored by other means than our writers (a test loader, a repair)."""
-    return b"; ".join(
-        [
-            _STAGING.encode(),
-            b"INSERT INTO rollup_dirty SELECT DISTINCT project_id, event_name,"
-            b" time_bucket('1 minute', \"timestamp\") FROM events WHERE project_id = "
-            + str(int(project_id)).encode(),
-            _REFRESH,
+    stored by other means than our writers (a test loader, a bench, a repair)."""
+    pid = int(project_id)
+    dims = ", ".join(DIMENSIONS)
+    statements = []
+    for level in LEVELS:
+        table = f"rollups_{level}"
+        statements += [
+            f"DELETE FROM {table} WHERE project_id = {pid}",
+            f"INSERT INTO {table} (bucket, project_id, event_name, {dims}, events,"
+            " metric_count, metric_sum, metric_min, metric_max)"
+            f" SELECT time_bucket('1 {level}', \"timestamp\"), project_id, event_name, {dims},"
+            " count(*), count(metric_value), sum(metric_value), min(metric_value),"
+            f" max(metric_value) FROM events WHERE project_id = {pid}"
+            " GROUP BY 1, 2, 3, 4, 5, 6, 7, 8",
         ]
-    )
+    return "; ".join(statements).encode()
