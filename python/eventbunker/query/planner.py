@@ -40,12 +40,13 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def plan(query: Query, scope: Scope, *, rollups: bool = True) -> Plan:
     """The plan answering ``query``: from a rollup level when one covers it
     (and ``rollups`` allows it), else from the events."""
-    source = rollup_source(query) if rollups else None
+    source = rollup_source(query, scope.customer_identifier is not None) if rollups else None
     return build_query(query, scope, source or RAW)
 
 
-def rollup_source(query: Query) -> Source | None:
-    """The coarsest rollup level that answers ``query`` exactly, if any."""
+def rollup_source(query: Query, customer_scoped: bool = False) -> Source | None:
+    """The coarsest rollup level that answers ``query`` exactly, if any: of the
+    dimensionless tables when no dimension is used (nor a customer's key)."""
     if query.analysis not in ROLLUP_ANALYSES:
         return None
     if query.target is not None and query.target.column != "metric_value":
@@ -55,6 +56,7 @@ def rollup_source(query: Query) -> Source | None:
     columns += [p.column for p in query.group_by]
     if any(c not in ROLLUP_COLUMNS for c in columns):
         return None
+    tier = "" if customer_scoped or set(columns) & set(DIMENSIONS[1:]) else "_all"
     boundaries: list[datetime] = []
     start = end = None
     if selection.timeframe is not None:
@@ -70,7 +72,7 @@ def rollup_source(query: Query) -> Source | None:
             boundaries += [b.start for b in buckets]
     for index, (_level, width) in enumerate(LEVELS):
         if all(_floor(b, width) == b for b in boundaries):
-            return Source(_segments(index, start, end))
+            return Source(_segments(index, start, end, tier))
     return None
 
 
@@ -78,11 +80,13 @@ def _floor(instant: datetime, width: timedelta) -> datetime:
     return instant - (instant.astimezone(UTC) - EPOCH) % width
 
 
-def _segments(first: int, start: datetime | None, end: datetime | None) -> tuple[Segment, ...]:
+def _segments(
+    first: int, start: datetime | None, end: datetime | None, tier: str
+) -> tuple[Segment, ...]:
     """Level ``first`` from ``start``, then each finer level from the last whole
     bucket of the coarser one before ``end``, then raw events (no bound: all time)."""
     if end is None:
-        return (Segment(LEVELS[first][0], start, None),)
+        return (Segment(LEVELS[first][0] + tier, start, None),)
     segments = []
     lower = start
     for level, width in LEVELS[first:]:
@@ -90,7 +94,7 @@ def _segments(first: int, start: datetime | None, end: datetime | None) -> tuple
         if lower is not None and cut < lower:
             cut = lower
         if lower is None or cut > lower:
-            segments.append(Segment(level, lower, cut))
+            segments.append(Segment(level + tier, lower, cut))
         lower = cut
     if lower is None or lower < end:
         segments.append(Segment(None, lower, end))

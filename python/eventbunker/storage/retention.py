@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from eventbunker.storage.rollups import LEVELS, delete_events
+from eventbunker.storage.rollups import TABLES, delete_events
 
 _CUTOFFS = (
     "SELECT id, date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
@@ -37,11 +37,9 @@ async def enforce_retention(conn: psycopg.AsyncConnection[Any], max_days: int = 
         oldest = min(c for _, c in cutoffs)
         async with conn.transaction():
             await conn.execute("SELECT drop_chunks('events', older_than => %s)", (oldest,))
-            for level in LEVELS:
+            for _, table in TABLES:
                 await conn.execute(
-                    sql.SQL("DELETE FROM {} WHERE bucket < %s").format(
-                        sql.Identifier(f"rollups_{level}")
-                    ),
+                    sql.SQL("DELETE FROM {} WHERE bucket < %s").format(sql.Identifier(table)),
                     (oldest,),
                 )
     deleted = 0

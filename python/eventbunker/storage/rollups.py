@@ -19,6 +19,8 @@ from psycopg import sql
 from eventbunker import _native
 
 LEVELS = ("minute", "hour", "day")
+# Each level twice: by dimensions, and with every dimension NULL ("_all").
+TABLES = tuple((level, f"rollups_{level}{tier}") for tier in ("", "_all") for level in LEVELS)
 KEY = (
     "project_id",
     "event_name",
@@ -49,14 +51,20 @@ _COPY_BATCH = (
 )
 
 
-def _upsert(level: str) -> str:
+def _dimensions(table: str) -> str:
+    if table.endswith("_all"):  # metric_name stays: it selects, it is no dimension
+        return ", ".join(["metric_name", *(f"NULL::text AS {d}" for d in DIMENSIONS[1:])])
+    return ", ".join(DIMENSIONS)
+
+
+def _upsert(level: str, table: str) -> str:
     # Rows in key order: concurrent writers lock shared rows in one order.
-    table = f"rollups_{level}"
     dims = ", ".join(DIMENSIONS)
     return (
         f"INSERT INTO {table} (bucket, project_id, event_name, {dims}, events,"
         " metric_count, metric_sum, metric_min, metric_max)"
-        f" SELECT time_bucket('1 {level}', bucket) AS b, project_id, event_name, {dims},"
+        f" SELECT time_bucket('1 {level}', bucket) AS b, project_id, event_name,"
+        f" {_dimensions(table)},"
         " sum(events), sum(metric_count), sum(metric_sum), min(metric_min), max(metric_max)"
         f" FROM rollup_batch GROUP BY 1, 2, 3, {', '.join(str(i) for i in range(4, 9))}"
         f" ORDER BY project_id, event_name, b, {dims}"
@@ -70,7 +78,7 @@ def _upsert(level: str) -> str:
     )
 
 
-_UPSERTS = "; ".join(_upsert(level) for level in LEVELS).encode()
+_UPSERTS = "; ".join(_upsert(level, table) for level, table in TABLES).encode()
 
 
 async def update_rollups(conn: psycopg.AsyncConnection[Any], rows: bytes) -> int:
@@ -86,9 +94,8 @@ async def update_rollups(conn: psycopg.AsyncConnection[Any], rows: bytes) -> int
     return count
 
 
-def _refresh(level: str) -> str:
+def _refresh(level: str, table: str) -> str:
     """Recompute the ``level`` buckets of ``rollup_dirty`` from the events left."""
-    table = f"rollups_{level}"
     dims = ", ".join(DIMENSIONS)
     dirty = (
         f"SELECT DISTINCT project_id, event_name, time_bucket('1 {level}', minute) AS b"
@@ -99,7 +106,7 @@ def _refresh(level: str) -> str:
         " AND r.event_name = d.event_name AND r.bucket = d.b;"
         f" INSERT INTO {table} (bucket, project_id, event_name, {dims}, events,"
         " metric_count, metric_sum, metric_min, metric_max)"
-        f" SELECT d.b, e.project_id, e.event_name, {', '.join('e.' + c for c in DIMENSIONS)},"
+        f" SELECT d.b, e.project_id, e.event_name, {_dimensions(table)},"
         " count(*), count(e.metric_value), sum(e.metric_value), min(e.metric_value),"
         f" max(e.metric_value) FROM ({dirty}) d JOIN events e ON e.project_id = d.project_id"
         f' AND e.event_name = d.event_name AND e."timestamp" >= d.b'
@@ -108,7 +115,7 @@ def _refresh(level: str) -> str:
     )
 
 
-_REFRESH = "; ".join(_refresh(level) for level in LEVELS).encode()
+_REFRESH = "; ".join(_refresh(level, table) for level, table in TABLES).encode()
 
 
 async def delete_events(
@@ -140,13 +147,13 @@ def rebuild_statement(project_id: int) -> bytes:
     pid = int(project_id)
     dims = ", ".join(DIMENSIONS)
     statements = []
-    for level in LEVELS:
-        table = f"rollups_{level}"
+    for level, table in TABLES:
         statements += [
             f"DELETE FROM {table} WHERE project_id = {pid}",
             f"INSERT INTO {table} (bucket, project_id, event_name, {dims}, events,"
             " metric_count, metric_sum, metric_min, metric_max)"
-            f" SELECT time_bucket('1 {level}', \"timestamp\"), project_id, event_name, {dims},"
+            f" SELECT time_bucket('1 {level}', \"timestamp\"), project_id, event_name,"
+            f" {_dimensions(table)},"
             " count(*), count(metric_value), sum(metric_value), min(metric_value),"
             f" max(metric_value) FROM events WHERE project_id = {pid}"
             " GROUP BY 1, 2, 3, 4, 5, 6, 7, 8",
