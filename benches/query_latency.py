@@ -33,7 +33,11 @@ import psycopg
 
 from eventbunker.admin.projects import create_key, create_project
 from eventbunker.cluster import ManagedCluster
+from eventbunker.query import planner
+from eventbunker.query.builder import Scope
+from eventbunker.query.request import parse_query
 from eventbunker.storage.migrate import migrate
+from eventbunker.storage.rollups import rebuild_statement
 from processes import free_port, stop, wait_until_up
 
 DAYS = 35
@@ -185,6 +189,9 @@ def load(conninfo: str, total: int) -> tuple[int, str, str]:
             elapsed = time.perf_counter() - started
             print(f"loaded {loaded:,} events in {elapsed:.0f} s ({loaded / elapsed:,.0f}/s)")
             started = time.perf_counter()
+            conn.execute(rebuild_statement(project_id))
+            print(f"rollups built in {time.perf_counter() - started:.0f} s", flush=True)
+            started = time.perf_counter()
             conn.execute("VACUUM ANALYZE events")
             print(f"VACUUM ANALYZE in {time.perf_counter() - started:.0f} s", flush=True)
         # A fresh query key: secrets are not stored, so a reused project needs a new one.
@@ -211,6 +218,28 @@ def start_server(
 
 
 QUERIES: list[tuple[str, dict[str, Any]]] = [
+    (
+        "count per hour, 7 days",
+        {"analysis": "count", "timeframe": "this_7_days", "interval": "hourly"},
+    ),
+    (
+        "avg of a metric per hour, 7 days",
+        {
+            "analysis": "avg",
+            "metric_name": "api_latency_ms",
+            "timeframe": "this_7_days",
+            "interval": "hourly",
+        },
+    ),
+    (
+        "purchases by utm_source, 30 days",
+        {
+            "analysis": "count",
+            "event_name": "purchase",
+            "timeframe": "this_30_days",
+            "group_by": ["utm_source"],
+        },
+    ),
     (
         "count, 30 days by day",
         {"analysis": "count", "timeframe": "this_30_days", "interval": "daily"},
@@ -290,6 +319,29 @@ def time_queries(url: str, key: str, runs: int) -> None:
             )
 
 
+def compare_sources(conninfo: str, project_id: int, runs: int) -> None:
+    """Each query from the rollups and forced raw, as SQL in the database (no
+    HTTP), median of ``runs`` after a warm-up; answers checked equal."""
+    print(f"\n{'query':<42} {'rollups':>9} {'raw':>9}  same answer")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SET jit = off; SET work_mem = '64MB'")
+        for label, body in QUERIES:
+            query = parse_query(body, datetime.now(UTC))
+            medians, answers = [], []
+            for rollups in (True, False):
+                plan = planner.plan(query, Scope(project_id, None), rollups=rollups)
+                timings = []
+                for _ in range(runs + 1):
+                    started = time.perf_counter()
+                    rows = conn.execute(plan.statement, plan.params).fetchall()
+                    timings.append(time.perf_counter() - started)
+                medians.append(statistics.median(timings[1:]) * 1000)
+                answers.append(plan.shape(rows))
+            covered = planner.rollup_source(query) is not None
+            rollup_ms = f"{medians[0]:>7.1f}ms" if covered else f"{'raw':>9}"
+            print(f"{label:<42} {rollup_ms} {medians[1]:>7.1f}ms  {answers[0] == answers[1]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=5_000_000)
@@ -305,8 +357,9 @@ def main() -> None:
     cluster.start()
     try:
         migrate(cluster.conninfo)
-        _, key, size = load(cluster.conninfo, args.events)
+        project_id, key, size = load(cluster.conninfo, args.events)
         print(f"events hypertable: {size}")
+        compare_sources(cluster.conninfo, project_id, args.runs)
         with tempfile.TemporaryDirectory() as logs:
             process, url = start_server(cluster.conninfo, args.workers, Path(logs) / "server.log")
             try:

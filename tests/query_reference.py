@@ -15,6 +15,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from eventbunker.storage import rollups
+
 MISSING = object()
 
 TIME_COLUMNS = {"timestamp", "received_at", "sent_at"}
@@ -34,7 +36,8 @@ LOADED_COLUMNS = (
 
 
 def load(db: psycopg.Connection[Any], project_id: int, events: Sequence[dict[str, Any]]) -> None:
-    """COPY ``events`` into ``project_id``."""
+    """COPY ``events`` into ``project_id`` (and bring its rollups up to date, as
+    every writer does)."""
     columns = ", ".join(f'"{c}"' for c in LOADED_COLUMNS)
     with db.cursor() as cur, cur.copy(f"COPY events ({columns}) FROM STDIN") as copy:
         for event in events:
@@ -53,6 +56,7 @@ def load(db: psycopg.Connection[Any], project_id: int, events: Sequence[dict[str
                     Jsonb(event.get("properties", {})),
                 ]
             )
+    db.execute(rollups.rebuild_statement(project_id))
 
 
 def is_number(value: object) -> bool:

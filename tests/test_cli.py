@@ -182,3 +182,16 @@ def test_serve_runs_and_stops_its_own_cluster(tmp_path: Path) -> None:
     assert process.returncode == 0, log_path.read_text()
     # The server stopped its cluster on the way out.
     assert not (data_dir / "pg" / "postmaster.pid").exists()
+
+
+def test_project_retention_command(database_url: str, db: psycopg.Connection[Any]) -> None:
+    project = as_json(eventbunker("project", "create", "shop", "--database-url", database_url))
+    pid = str(project["id"])
+    set_to = as_json(eventbunker("project", "retention", pid, "90", "--database-url", database_url))
+    assert set_to == {"id": project["id"], "retention_days": 90}
+    forever = as_json(
+        eventbunker("project", "retention", pid, "forever", "--database-url", database_url)
+    )
+    assert forever["retention_days"] is None
+    row = db.execute("SELECT retention_days FROM projects WHERE id = %s", (project["id"],))
+    assert row.fetchone() == (None,)

@@ -21,6 +21,7 @@ __all__ = [
     "decode_spool",
     "prepare_events",
     "prepare_lines",
+    "rollup_groups",
     "sdk_body",
 ]
 
@@ -317,3 +318,9 @@ def prepare_lines(
     corrects no clock skew (it was not sent now) and stands in for a missing
     ``timestamp``. The GIL is released while it works.
     """
+
+def rollup_groups(rows: bytes) -> tuple[bytes, int]:
+    """The rollup groups of encoded event rows, as COPY text for ``rollup_batch``
+    (minute, project_id, event_name, metric_name, customer_identifier,
+    geo_country, ua_device_type, utm_source, events, metric_count, sum, min,
+    max), sorted by key; and how many there are."""

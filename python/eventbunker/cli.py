@@ -12,7 +12,12 @@ from typing import Any
 import orjson
 import psycopg
 
-from eventbunker.admin.accounts import create_account, create_admin_key, revoke_admin_key
+from eventbunker.admin.accounts import (
+    create_account,
+    create_admin_key,
+    revoke_admin_key,
+    set_retention,
+)
 from eventbunker.admin.keys import KEY_KINDS
 from eventbunker.admin.projects import AdminError, create_key, create_project, revoke_key
 from eventbunker.bulk.client import (
@@ -50,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--account", type=int, help="owning account id (default: the 'default' account)"
     )
     add_flags(project_create, database_only=True)
+    project_retention = project.add_parser(
+        "retention", help="keep a project's events DAYS days ('forever': never delete)"
+    )
+    project_retention.add_argument("project_id", type=int)
+    project_retention.add_argument("days", type=_retention_days)
+    add_flags(project_retention, database_only=True)
 
     account = commands.add_parser("account", help="manage accounts").add_subparsers(
         dest="action", required=True
@@ -84,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_flags(writer)
     return parser
+
+
+def _retention_days(text: str) -> int | None:
+    return None if text == "forever" else int(text)
 
 
 def _import_parser(commands: Any) -> None:
@@ -194,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_writer(from_args(args))
     if args.command == "project":
+        if args.action == "retention":
+            return _admin(args, lambda conn: set_retention(conn, None, args.project_id, args.days))
         return _admin(args, lambda conn: create_project(conn, args.name, args.account))
     if args.command == "account":
         if args.action == "create":

@@ -5,6 +5,7 @@
 pub mod compat;
 pub mod enrich;
 pub mod ingest;
+pub mod rollup;
 pub mod spool;
 
 #[cfg(feature = "python")]

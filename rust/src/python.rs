@@ -14,6 +14,7 @@ use crate::compat::{self, Format};
 use crate::enrich::clock_cache::CacheStats;
 use crate::enrich::{Enricher, EnricherConfig, TrustedProxies};
 use crate::ingest::{self, timestamp, IngestError, Limits, Request};
+use crate::rollup;
 use crate::spool::{self, RecordInfo, Stop};
 
 mod exceptions {
@@ -681,6 +682,16 @@ fn prepare_lines(
     })
 }
 
+/// The rollup groups of encoded event rows, as COPY text for `rollup_batch`,
+/// and how many there are (see `crate::rollup`).
+#[pyfunction]
+fn rollup_groups<'py>(py: Python<'py>, rows: &[u8]) -> PyResult<(Bound<'py, PyBytes>, usize)> {
+    let (out, n) = py
+        .allow_threads(|| rollup::aggregate(rows))
+        .map_err(PyValueError::new_err)?;
+    Ok((PyBytes::new(py, &out), n))
+}
+
 fn check_received_at(received_at_us: i64) -> PyResult<()> {
     if timestamp::in_range(received_at_us) {
         return Ok(());
@@ -708,5 +719,6 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(prepare_events, m)?)?;
     m.add_function(wrap_pyfunction!(decode_spool, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_lines, m)?)?;
+    m.add_function(wrap_pyfunction!(rollup_groups, m)?)?;
     Ok(())
 }

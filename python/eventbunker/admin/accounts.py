@@ -183,6 +183,30 @@ def rename_project(
     return _project_row(row)
 
 
+MAX_RETENTION_DAYS = 36_500
+
+
+def set_retention(
+    conn: psycopg.Connection[Any], account_id: int | None, project_id: int, days: object
+) -> dict[str, Any]:
+    """Keep the project's events ``days`` days (UTC midnights), or forever with None;
+    ``account_id`` None (the operator's CLI): whichever account owns it."""
+    if days is not None and (
+        not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= MAX_RETENTION_DAYS
+    ):
+        raise AdminError(
+            f"retention_days must be null or an integer from 1 to {MAX_RETENTION_DAYS}"
+        )
+    row = conn.execute(
+        "UPDATE projects SET retention_days = %s WHERE id = %s"
+        " AND (%s::bigint IS NULL OR account_id = %s) RETURNING id, retention_days",
+        (days, project_id, account_id, account_id),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no project with id {project_id}")
+    return {"id": int(row[0]), "retention_days": row[1]}
+
+
 def delete_project(
     conn: psycopg.Connection[Any], account_id: int, project_id: int
 ) -> dict[str, Any]:

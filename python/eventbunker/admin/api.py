@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from litestar import MediaType, Request, Response, delete, get, patch, post
+from litestar import MediaType, Request, Response, delete, get, patch, post, put
 from litestar.handlers import HTTPRouteHandler
 
 from eventbunker.admin import accounts, usage
@@ -157,6 +157,23 @@ class AdminApi:
 
             return await self._answer(request, action)
 
+        @put(
+            "/v1/projects/{project_id:int}/retention",
+            summary="Set how many days a project keeps its events (null: forever)",
+            **common,
+        )
+        async def set_retention(
+            request: Request[Any, Any, Any], project_id: int
+        ) -> Response[bytes]:
+            async def action(admin: AdminKey) -> Any:
+                body = await _object_body(request)
+                if "retention_days" not in body:
+                    raise AdminError("retention_days is required (null: keep forever)")
+                days = body["retention_days"]
+                return await store.run(accounts.set_retention, admin.account_id, project_id, days)
+
+            return await self._answer(request, action)
+
         @delete(
             "/v1/projects/{project_id:int}",
             status_code=200,
@@ -238,6 +255,7 @@ class AdminApi:
             create_project,
             get_project,
             rename_project,
+            set_retention,
             delete_project,
             list_keys,
             create_key,

@@ -43,6 +43,7 @@ from eventbunker.ingest.writer import (
     count_written,
     keep_claimed,
 )
+from eventbunker.storage.rollups import update_rollups
 
 log = logging.getLogger(__name__)
 
@@ -347,6 +348,7 @@ class _Writer:
         self._open = False
         self._batch: list[_Chunk] = []
         self._stored: list[int] = []  # rows stored per chunk of the batch
+        self._rows: list[bytes] = []  # the rows stored, for the rollups
         self._claims = 0  # chunks whose ids the batch claimed
         self._bytes = 0
         self._opened_at = 0.0
@@ -397,6 +399,7 @@ class _Writer:
                 cur = await self._copy.enter_async_context(self._conn.cursor())
                 self._copy_writer = await self._copy.enter_async_context(cur.copy(COPY_EVENTS))
             await self._copy_writer.write(rows)
+            self._rows.append(rows)
         self._batch.append(chunk)
         self._stored.append(stored)
         self._bytes += len(rows)
@@ -424,6 +427,7 @@ class _Writer:
         if not self._open:
             return
         await self._end_copy()
+        await update_rollups(self._conn, b"".join(self._rows))
         job, outcome = self._job, self._job.outcome
         project_id = job._key.project_id
         now_us = time.time_ns() // 1000
@@ -492,13 +496,13 @@ class _Writer:
         outcome.committed_lines = max(outcome.committed_lines, last_line)
         outcome.errors += errors[: MAX_ERRORS - len(outcome.errors)]
         job._errors_kept += len(kept)
-        self._batch, self._stored, self._claims, self._bytes = [], [], 0, 0
+        self._batch, self._stored, self._rows, self._claims, self._bytes = [], [], [], 0, 0
 
     async def _rollback(self) -> None:
         # The connection is this import's own: closing it rolls back the
         # batch, even in the middle of a COPY.
         self._copy = self._copy_writer = None
-        self._batch, self._stored, self._claims, self._bytes = [], [], 0, 0
+        self._batch, self._stored, self._rows, self._claims, self._bytes = [], [], [], 0, 0
         self._open = False
         with contextlib.suppress(psycopg.Error):
             await self._conn.close()

@@ -2,7 +2,8 @@
 
 In that transaction: the batch's event ids are claimed (a retried id is
 dropped), the rows are COPYed (already encoded for ``COPY ... FROM STDIN``
-by the Rust extension), the billed write counters grow by what was stored,
+by the Rust extension), the rollups take them in (storage/rollups.py), the
+billed write counters grow by what was stored,
 and the spool checkpoint moves past the batch. So a record is stored and
 counted exactly once, or not at all.
 """
@@ -21,6 +22,8 @@ import psycopg
 from eventbunker import _native
 from eventbunker._native import EVENT_COLUMNS
 from eventbunker.ingest.spool import Position
+from eventbunker.storage.retention import enforce_retention
+from eventbunker.storage.rollups import update_rollups
 
 # Built once from our own column list (no user input reaches this text).
 COPY_EVENTS = (
@@ -96,6 +99,7 @@ class EventWriter:
             if rows:
                 async with conn.cursor() as cur, cur.copy(COPY_EVENTS) as copy:
                     await copy.write(rows)
+                await update_rollups(conn, rows)
             counts = {
                 (project_id, EPOCH + timedelta(days=day)): Written(events, latency_sum, latency_max)
                 for project_id, day, events, latency_sum, latency_max in counters
@@ -127,6 +131,9 @@ class EventWriter:
             "DELETE FROM event_ids WHERE received_at < now() - make_interval(secs => %s)",
             (window_s,),
         )
+
+    async def enforce_retention(self) -> int:
+        return await enforce_retention(await self._connection())
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -49,7 +49,72 @@ class Plan:
     shape: Callable[[list[Row]], Any]
 
 
-def where(selection: Selection, scope: Scope, params: Params) -> sql.Composable:
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """``[start, end)`` read from ``level``'s rollup table, or raw events (None)."""
+
+    level: str | None
+    start: datetime | None
+    end: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a query reads: the raw events, or rollup levels with a raw tail
+    (query/planner.py), as rollup-shaped rows."""
+
+    segments: tuple[Segment, ...] = ()
+
+    @property
+    def is_rollup(self) -> bool:
+        return bool(self.segments)
+
+    @property
+    def time_column(self) -> str:
+        return "bucket" if self.segments else "timestamp"
+
+    def relation(self, params: Params) -> sql.Composable:
+        if not self.segments:
+            return sql.Identifier("events")
+        return sql.SQL("({}) AS r").format(
+            sql.SQL(" UNION ALL ").join(_segment(s, params) for s in self.segments)
+        )
+
+
+_ROLLUP_COLUMNS = sql.SQL(
+    "bucket, project_id, event_name, metric_name, customer_identifier, geo_country,"
+    " ua_device_type, utm_source, events, metric_count, metric_sum, metric_min, metric_max"
+)
+# Raw events shaped as one-event rollup rows.
+_RAW_AS_ROLLUP = sql.SQL(
+    '"timestamp" AS bucket, project_id, event_name, metric_name, customer_identifier,'
+    " geo_country, ua_device_type, utm_source, 1::bigint AS events,"
+    " (metric_value IS NOT NULL)::int::bigint AS metric_count, metric_value AS metric_sum,"
+    " metric_value AS metric_min, metric_value AS metric_max"
+)
+
+
+def _segment(segment: Segment, params: Params) -> sql.Composable:
+    if segment.level is None:
+        columns, table, time = _RAW_AS_ROLLUP, sql.Identifier("events"), '"timestamp"'
+    else:
+        columns, table, time = _ROLLUP_COLUMNS, sql.Identifier(f"rollups_{segment.level}"), "bucket"
+    conditions: list[sql.Composable] = [sql.SQL("true")]
+    if segment.start is not None:
+        conditions.append(sql.SQL(time + " >= {}").format(params.add(segment.start, "timestamptz")))
+    if segment.end is not None:
+        conditions.append(sql.SQL(time + " < {}").format(params.add(segment.end, "timestamptz")))
+    return sql.SQL("SELECT {} FROM {} WHERE {}").format(
+        columns, table, sql.SQL(" AND ").join(conditions)
+    )
+
+
+RAW = Source()
+
+
+def where(
+    selection: Selection, scope: Scope, params: Params, source: Source = RAW
+) -> sql.Composable:
     conditions: list[sql.Composable] = [
         sql.SQL("project_id = {}").format(params.add(scope.project_id, "bigint"))
     ]
@@ -69,24 +134,25 @@ def where(selection: Selection, scope: Scope, params: Params) -> sql.Composable:
         )
     if selection.timeframe is not None:
         conditions.append(
-            sql.SQL('"timestamp" >= {} AND "timestamp" < {}').format(
+            sql.SQL("{t} >= {} AND {t} < {}").format(
                 params.add(selection.timeframe.start, "timestamptz"),
                 params.add(selection.timeframe.end, "timestamptz"),
+                t=sql.Identifier(source.time_column),
             )
         )
     conditions.extend(filters.to_sql(f, params) for f in selection.filters)
     return sql.SQL(" AND ").join(conditions)
 
 
-def build_delete(delete: Delete, scope: Scope) -> tuple[sql.Composed, dict[str, Any]]:
+def delete_condition(delete: Delete, scope: Scope) -> tuple[sql.Composable, dict[str, Any]]:
+    """The condition on ``events`` of a delete (run by storage.rollups.delete_events)."""
     params = Params()
-    statement = sql.SQL("DELETE FROM events WHERE {}").format(
-        where(delete.selection, scope, params)
-    )
-    return statement, params.values
+    return where(delete.selection, scope, params), params.values
 
 
-def build_query(query: Query, scope: Scope) -> Plan:
+def build_query(query: Query, scope: Scope, source: Source = RAW) -> Plan:
+    """The statement answering ``query`` from ``source`` (a rollup only for
+    the queries query/planner.py finds covered)."""
     params = Params()
     if query.analysis == "extraction":
         return _extraction(query, scope, params)
@@ -100,14 +166,16 @@ def build_query(query: Query, scope: Scope) -> Plan:
             )
         except timeframes.InvalidTimeframe as exc:
             raise InvalidRequest("interval", str(exc)) from None
-        keys.append(_bucket(query, params))
+        keys.append(_bucket(query, params, source))
     keys.extend(prop.value(params) for prop in query.group_by)
     if query.analysis in DISTINCT_ANALYSES:
         statement = _distinct_values(query, scope, keys, params)
     else:
-        statement = sql.SQL("SELECT {} FROM events WHERE {}").format(
-            sql.SQL(", ").join([*keys, _aggregate(query, params)]),
-            where(query.selection, scope, params),
+        aggregate = _rollup_aggregate(query) if source.is_rollup else _aggregate(query, params)
+        statement = sql.SQL("SELECT {} FROM {} WHERE {}").format(
+            sql.SQL(", ").join([*keys, aggregate]),
+            source.relation(params),
+            where(query.selection, scope, params, source),
         )
     if keys:
         positions = sql.SQL(", ").join(sql.Literal(i + 1) for i in range(len(keys)))
@@ -117,14 +185,15 @@ def build_query(query: Query, scope: Scope) -> Plan:
     return Plan(statement, params.values, _shaper(query, bucket_list))
 
 
-def _bucket(query: Query, params: Params) -> sql.Composable:
+def _bucket(query: Query, params: Params, source: Source) -> sql.Composable:
     """The start of each event's bucket, as time_bucket computes it in the query's zone."""
     assert query.interval is not None
     width = params.add(timeframes.BUCKET_WIDTHS[query.interval], "interval")
     tz = query.selection.timezone
+    column = sql.Identifier(source.time_column)
     if tz.key == "UTC":  # the same buckets, without converting every timestamp
-        return sql.SQL('time_bucket({}, "timestamp")').format(width)
-    return sql.SQL('time_bucket({}, "timestamp", {})').format(width, params.add(tz.key, "text"))
+        return sql.SQL("time_bucket({}, {})").format(width, column)
+    return sql.SQL("time_bucket({}, {}, {})").format(width, column, params.add(tz.key, "text"))
 
 
 def _distinct_values(
@@ -164,6 +233,19 @@ def _aggregate(query: Query, params: Params) -> sql.Composable:
     fraction = 0.5 if analysis == "median" else (query.percentile or 0.0) / 100
     return sql.SQL("percentile_cont({}) WITHIN GROUP (ORDER BY {})").format(
         params.add(fraction, "double precision"), number
+    )
+
+
+def _rollup_aggregate(query: Query) -> sql.Composable:
+    """The aggregate over rollup rows equal to :func:`_aggregate` over the events."""
+    return sql.SQL(
+        {
+            "count": "coalesce(sum(events), 0)::bigint",
+            "sum": "coalesce(sum(metric_sum), 0)",
+            "avg": "sum(metric_sum) / nullif(sum(metric_count), 0)::double precision",
+            "min": "min(metric_min)",
+            "max": "max(metric_max)",
+        }[query.analysis]
     )
 
 

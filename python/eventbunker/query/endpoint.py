@@ -25,8 +25,10 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from eventbunker.config import Settings
 from eventbunker.errors import ErrorCode, Refusal
 from eventbunker.ingest.auth import KeyCache, presented_secret
-from eventbunker.query.builder import Scope, build_delete, build_query
+from eventbunker.query import planner
+from eventbunker.query.builder import Scope, delete_condition
 from eventbunker.query.request import InvalidRequest, parse_delete, parse_query
+from eventbunker.storage.rollups import delete_events
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +128,7 @@ class QueryApi:
 
     async def _query(self, body: Any, scope: Scope) -> dict[str, Any]:
         query = parse_query(body, self._clock())
-        plan = build_query(query, scope)
+        plan = planner.plan(query, scope)
         async with self._transaction(self._read_pool, self._query_timeout_ms) as cur:
             await cur.execute(plan.statement, plan.params)
             rows = await cur.fetchall()
@@ -134,10 +136,9 @@ class QueryApi:
 
     async def _delete(self, body: Any, scope: Scope) -> dict[str, Any]:
         delete = parse_delete(body, self._clock())
-        statement, params = build_delete(delete, scope)
+        condition, params = delete_condition(delete, scope)
         async with self._transaction(self._pool, self._delete_timeout_ms) as cur:
-            await cur.execute(statement, params)
-            deleted = cur.rowcount
+            deleted = await delete_events(cur, condition, params)
         return {"deleted": deleted}
 
     @contextlib.asynccontextmanager

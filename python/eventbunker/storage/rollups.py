@@ -1,0 +1,161 @@
+"""Live rollups: kept true by the transactions that store and delete events.
+
+Three levels of the same table (``rollups_minute``, ``rollups_hour``,
+``rollups_day``, migration 0011). A writer calls :func:`update_rollups`
+with the batch's COPY rows inside its transaction: the Rust extension folds
+the rows into per-minute groups, one COPY stages them, and one upsert per
+level adds them. A delete goes through :func:`delete_events`, which
+recomputes, from the rows that remain, every bucket it touched (min and max
+cannot be subtracted).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from eventbunker import _native
+
+LEVELS = ("minute", "hour", "day")
+# Each level twice: by dimensions, and with every dimension NULL ("_all").
+TABLES = tuple((level, f"rollups_{level}{tier}") for tier in ("", "_all") for level in LEVELS)
+KEY = (
+    "project_id",
+    "event_name",
+    "bucket",
+    "metric_name",
+    "customer_identifier",
+    "geo_country",
+    "ua_device_type",
+    "utm_source",
+)
+DIMENSIONS = KEY[3:]
+_KEY_LIST = ", ".join(KEY)
+
+# Per connection: created once, emptied by every commit.
+_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS rollup_batch ("
+    " bucket timestamptz, project_id bigint, event_name text, metric_name text,"
+    " customer_identifier text, geo_country text, ua_device_type text, utm_source text,"
+    " events bigint, metric_count bigint, metric_sum double precision,"
+    " metric_min double precision, metric_max double precision) ON COMMIT DELETE ROWS;"
+    " CREATE TEMP TABLE IF NOT EXISTS rollup_dirty ("
+    " project_id bigint, event_name text, minute timestamptz) ON COMMIT DELETE ROWS"
+)
+_COPY_BATCH = (
+    b"COPY rollup_batch (bucket, project_id, event_name, metric_name, customer_identifier,"
+    b" geo_country, ua_device_type, utm_source, events, metric_count, metric_sum,"
+    b" metric_min, metric_max) FROM STDIN"
+)
+
+
+def _dimensions(table: str) -> str:
+    if table.endswith("_all"):  # metric_name stays: it selects, it is no dimension
+        return ", ".join(["metric_name", *(f"NULL::text AS {d}" for d in DIMENSIONS[1:])])
+    return ", ".join(DIMENSIONS)
+
+
+def _upsert(level: str, table: str) -> str:
+    # Rows in key order: concurrent writers lock shared rows in one order.
+    dims = ", ".join(DIMENSIONS)
+    return (
+        f"INSERT INTO {table} (bucket, project_id, event_name, {dims}, events,"
+        " metric_count, metric_sum, metric_min, metric_max)"
+        f" SELECT time_bucket('1 {level}', bucket) AS b, project_id, event_name,"
+        f" {_dimensions(table)},"
+        " sum(events), sum(metric_count), sum(metric_sum), min(metric_min), max(metric_max)"
+        f" FROM rollup_batch GROUP BY 1, 2, 3, {', '.join(str(i) for i in range(4, 9))}"
+        f" ORDER BY project_id, event_name, b, {dims}"
+        f" ON CONFLICT ({_KEY_LIST}) DO UPDATE SET"
+        f" events = {table}.events + EXCLUDED.events,"
+        f" metric_count = {table}.metric_count + EXCLUDED.metric_count,"
+        f" metric_sum = coalesce({table}.metric_sum + EXCLUDED.metric_sum,"
+        f" {table}.metric_sum, EXCLUDED.metric_sum),"
+        f" metric_min = least({table}.metric_min, EXCLUDED.metric_min),"
+        f" metric_max = greatest({table}.metric_max, EXCLUDED.metric_max)"
+    )
+
+
+_UPSERTS = "; ".join(_upsert(level, table) for level, table in TABLES).encode()
+
+
+async def update_rollups(conn: psycopg.AsyncConnection[Any], rows: bytes) -> int:
+    """Add the events of ``rows`` (COPY text of ``events``, as just stored in
+    the open transaction) to every rollup level; returns the number of groups."""
+    if not rows:
+        return 0
+    groups, count = _native.rollup_groups(rows)
+    await conn.execute(_STAGING)
+    async with conn.cursor() as cur, cur.copy(_COPY_BATCH) as copy:
+        await copy.write(groups)
+    await conn.execute(_UPSERTS)
+    return count
+
+
+def _refresh(level: str, table: str) -> str:
+    """Recompute the ``level`` buckets of ``rollup_dirty`` from the events left."""
+    dims = ", ".join(DIMENSIONS)
+    dirty = (
+        f"SELECT DISTINCT project_id, event_name, time_bucket('1 {level}', minute) AS b"
+        " FROM rollup_dirty"
+    )
+    return (
+        f"DELETE FROM {table} r USING ({dirty}) d WHERE r.project_id = d.project_id"
+        " AND r.event_name = d.event_name AND r.bucket = d.b;"
+        f" INSERT INTO {table} (bucket, project_id, event_name, {dims}, events,"
+        " metric_count, metric_sum, metric_min, metric_max)"
+        f" SELECT d.b, e.project_id, e.event_name, {_dimensions(table)},"
+        " count(*), count(e.metric_value), sum(e.metric_value), min(e.metric_value),"
+        f" max(e.metric_value) FROM ({dirty}) d JOIN events e ON e.project_id = d.project_id"
+        f' AND e.event_name = d.event_name AND e."timestamp" >= d.b'
+        f" AND e.\"timestamp\" < d.b + interval '1 {level}'"
+        " GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"
+    )
+
+
+_REFRESH = "; ".join(_refresh(level, table) for level, table in TABLES).encode()
+
+
+async def delete_events(
+    cur: psycopg.AsyncCursor[Any], condition: sql.Composable, params: dict[str, Any]
+) -> int:
+    """``DELETE FROM events WHERE condition`` in the open transaction, with the
+    rollups of every touched bucket recomputed; returns the events deleted."""
+    await cur.execute(_STAGING)
+    await cur.execute(
+        sql.SQL(
+            "WITH gone AS (DELETE FROM events WHERE {} RETURNING project_id, event_name,"
+            " time_bucket('1 minute', \"timestamp\") AS minute),"
+            " dirty AS (INSERT INTO rollup_dirty SELECT DISTINCT * FROM gone)"
+            " SELECT count(*) FROM gone"
+        ).format(condition),
+        params,
+    )
+    row = await cur.fetchone()
+    deleted = int(row[0]) if row else 0
+    if deleted:
+        await cur.execute(_REFRESH)
+    return deleted
+
+
+def rebuild_statement(project_id: int) -> bytes:
+    """One simple-protocol statement (a transaction of its own under autocommit)
+    recomputing every rollup of ``project_id`` from its events: for events
+    stored by other means than our writers (a test loader, a bench, a repair)."""
+    pid = int(project_id)
+    dims = ", ".join(DIMENSIONS)
+    statements = []
+    for level, table in TABLES:
+        statements += [
+            f"DELETE FROM {table} WHERE project_id = {pid}",
+            f"INSERT INTO {table} (bucket, project_id, event_name, {dims}, events,"
+            " metric_count, metric_sum, metric_min, metric_max)"
+            f" SELECT time_bucket('1 {level}', \"timestamp\"), project_id, event_name,"
+            f" {_dimensions(table)},"
+            " count(*), count(metric_value), sum(metric_value), min(metric_value),"
+            f" max(metric_value) FROM events WHERE project_id = {pid}"
+            " GROUP BY 1, 2, 3, 4, 5, 6, 7, 8",
+        ]
+    return "; ".join(statements).encode()
