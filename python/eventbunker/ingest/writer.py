@@ -92,9 +92,9 @@ class EventWriter:
         try:
             await conn.execute(b"BEGIN")
             batch = await select(conn)
-            claimed = (
-                await claim_event_ids(conn, batch.event_ids()) if batch.has_event_ids else None
-            )
+            claimed = None  # None: every id is new (or there are none)
+            if batch.has_event_ids and not await copy_claims(conn, batch.id_rows()):
+                claimed = await claim_event_ids(conn, batch.event_ids())
             rows, counters = batch.select(claimed, time.time_ns() // 1000)
             if rows:
                 async with conn.cursor() as cur, cur.copy(COPY_EVENTS) as copy:
