@@ -55,6 +55,9 @@ class Limits:
 
     Each value must be at least 1; ``max_depth`` at most 256 and
     ``max_body_bytes`` below 4 GiB (else ``ValueError``).
+    ``max_future_seconds`` (0 to ten years): an event timed further after its
+    receipt is stored at its receipt, its sent time kept in ``properties``
+    as ``future_timestamp``.
     """
 
     # The constructor is __new__ at runtime (a PyO3 class); typed as such so
@@ -66,6 +69,7 @@ class Limits:
         max_batch_events: int = 1000,
         max_depth: int = 32,
         max_string_bytes: int = 65_536,
+        max_future_seconds: int = 86_400,
     ) -> Limits: ...
     @property
     def max_body_bytes(self) -> int:
@@ -79,6 +83,9 @@ class Limits:
     @property
     def max_string_bytes(self) -> int:
         """Longest JSON string (key or value), decoded, in UTF-8 bytes."""
+    @property
+    def max_future_seconds(self) -> int:
+        """How far past its receipt an event's time is stored as given."""
 
 @final
 class Enricher:

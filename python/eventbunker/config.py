@@ -52,6 +52,11 @@ class Settings:
     max_batch_events: int = setting(1000, "events per request")
     max_json_depth: int = setting(32, "deepest JSON nesting")
     max_string_bytes: int = setting(65_536, "longest JSON string, in bytes")
+    max_future_seconds: int = setting(
+        86_400,
+        "an event timed further ahead of its receipt (after clock-skew correction) is stored"
+        " at its receipt, the time it was sent with kept in properties.future_timestamp",
+    )
     # Write-ahead spool: a 202 means fsynced here.
     spool_dir: Path = setting(UNSET_PATH, "write-ahead spool directory (default: <data-dir>/spool)")
     spool_max_bytes: int = setting(

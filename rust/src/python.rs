@@ -78,12 +78,14 @@ impl PyLimits {
         max_batch_events = 1000,
         max_depth = 32,
         max_string_bytes = 65536,
+        max_future_seconds = 86400,
     ))]
     fn new(
         max_body_bytes: i64,
         max_batch_events: i64,
         max_depth: i64,
         max_string_bytes: i64,
+        max_future_seconds: i64,
     ) -> PyResult<Self> {
         let inner = Limits::new(
             positive("max_body_bytes", max_body_bytes)?,
@@ -91,6 +93,7 @@ impl PyLimits {
             positive("max_depth", max_depth)?,
             positive("max_string_bytes", max_string_bytes)?,
         )
+        .and_then(|l| l.with_max_future_secs(max_future_seconds))
         .map_err(PyValueError::new_err)?;
         Ok(PyLimits { inner })
     }
@@ -115,14 +118,21 @@ impl PyLimits {
         self.inner.max_string_bytes()
     }
 
+    #[getter]
+    fn max_future_seconds(&self) -> i64 {
+        self.inner.max_future_us() / 1_000_000
+    }
+
     fn __repr__(&self) -> String {
         let l = &self.inner;
         format!(
-            "Limits(max_body_bytes={}, max_batch_events={}, max_depth={}, max_string_bytes={})",
+            "Limits(max_body_bytes={}, max_batch_events={}, max_depth={}, max_string_bytes={}, \
+             max_future_seconds={})",
             l.max_body_bytes(),
             l.max_batch_events(),
             l.max_depth(),
-            l.max_string_bytes()
+            l.max_string_bytes(),
+            l.max_future_us() / 1_000_000
         )
     }
 }

@@ -35,6 +35,7 @@ def limits_of(settings: Settings) -> _native.Limits:
         max_batch_events=settings.max_batch_events,
         max_depth=settings.max_json_depth,
         max_string_bytes=settings.max_string_bytes,
+        max_future_seconds=settings.max_future_seconds,
     )
 
 

@@ -169,7 +169,7 @@ pub fn prepare(
         historical: req.historical || historical,
         ..*req
     };
-    let ctx = event::RequestContext::new(&req, enricher);
+    let ctx = event::RequestContext::new(&req, limits, enricher);
     let mut rows = Vec::with_capacity(json.len() + ctx.row_overhead() * count);
     let mut event_ids = Vec::with_capacity(count);
     let mut problems = event::Problems::default();

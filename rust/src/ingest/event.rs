@@ -9,6 +9,12 @@
 //!   timestamp is corrected by the client's clock skew:
 //!   `timestamp + (received_at - sent_at)`, as Segment does (a `sent_at`
 //!   alone corrects nothing: the default is already server time).
+//!   An event timed more than `Limits::max_future_us` (24 h by default)
+//!   after its receipt, so corrected, is stored at its receipt, and the
+//!   time it was sent with (the `timestamp` member as sent; in an import
+//!   without one, `sent_at`) is kept in `properties` under
+//!   [`FUTURE_TIMESTAMP_PROPERTY`]: one bad client clock must not create
+//!   hypertable chunks years ahead nor lead every "latest" query.
 //! - `metric_name` (non-empty string, ≤ 256 characters) and `metric_value`
 //!   (a number finite as a double): both or neither.
 //! - `event_id`: non-empty string, ≤ 256 characters.
@@ -44,10 +50,18 @@ use crate::enrich::{Enricher, Geo, UserAgent};
 /// Longest `event_name`, `metric_name` and `event_id`, in characters.
 pub const MAX_NAME_CHARS: usize = 256;
 
+/// The `properties` member that keeps the time of an event sent too far in
+/// the future (as sent), when it is stored at its receipt instead. Written
+/// last, it wins over a member of that name the client sent (`jsonb` keeps
+/// the last of duplicate keys).
+pub const FUTURE_TIMESTAMP_PROPERTY: &str = "future_timestamp";
+
 /// Values that come from the request rather than the body, prepared (and
 /// COPY-escaped) once per request.
 pub struct RequestContext<'r> {
     pub received_at_us: i64,
+    /// Latest event time stored as given: `received_at_us` plus the bound.
+    latest_us: i64,
     historical: bool,
     received_at_text: [u8; timestamp::TEXT_LEN],
     project_id_text: IntText,
@@ -65,7 +79,7 @@ pub struct RequestContext<'r> {
 }
 
 impl<'r> RequestContext<'r> {
-    pub fn new(req: &super::Request<'r>, enricher: &'r Enricher) -> Self {
+    pub fn new(req: &super::Request<'r>, limits: &super::Limits, enricher: &'r Enricher) -> Self {
         let received_at_us = req
             .received_at_us
             .clamp(timestamp::MIN_US, timestamp::MAX_US);
@@ -73,6 +87,7 @@ impl<'r> RequestContext<'r> {
         let client_ip = enricher.client_ip(req.peer_ip, req.forwarded_for);
         RequestContext {
             received_at_us,
+            latest_us: received_at_us.saturating_add(limits.max_future_us()),
             historical: req.historical,
             received_at_text: timestamp::format(received_at_us),
             project_id_text: IntText::new(req.project_id),
@@ -554,26 +569,18 @@ pub fn encode_mapped(
     for (i, slot) in s.utm.iter().enumerate() {
         body_utm[i] = slot.and_then(|v| p.record(index, UTM_FIELDS[i], string_of(doc, v)));
     }
-    let timestamp = match (ts, sent_at) {
-        (Some(t), _) if ctx.historical => t,
-        (None, Some(sent)) if ctx.historical => sent,
-        (Some(t), Some(sent)) => {
-            let corrected = t + (ctx.received_at_us - sent);
-            if !timestamp::in_range(corrected) {
-                p.add(
-                    index,
-                    Some("sent_at"),
-                    format!(
-                        "the timestamp corrected for clock skew (timestamp + received_at - \
-                         sent_at) {RANGE}"
-                    ),
-                );
-            }
-            corrected
-        }
-        (Some(t), None) => t,
-        (None, _) => ctx.received_at_us,
-    };
+    let (timestamp, future_timestamp) = event_time(ctx, ts, sent_at, s);
+    if !timestamp::in_range(timestamp) {
+        // Only a skew-corrected time can be out of range here (and only below).
+        p.add(
+            index,
+            Some("sent_at"),
+            format!(
+                "the timestamp corrected for clock skew (timestamp + received_at - sent_at) \
+                 {RANGE}"
+            ),
+        );
+    }
     if problems.total > before {
         return None;
     }
@@ -694,6 +701,10 @@ pub fn encode_mapped(
         Properties::Native => copy::write_json_object(out, doc, node, |k| !is_known_field(k)),
         Properties::Merged(sources) => write_merged(out, doc, sources),
     };
+    let written = written.and_then(|()| match future_timestamp {
+        Some(v) => append_property(out, doc, FUTURE_TIMESTAMP_PROPERTY, v),
+        None => Ok(()),
+    });
     if let Err(e) = written {
         out.truncate(row_start);
         problems.add(index, Some(&e.field), e.message);
@@ -707,6 +718,51 @@ pub fn encode_mapped(
     }
     out.push(b'\n');
     Some(event_id.map(|v| doc.str(v).to_owned()))
+}
+
+/// The event's stored time, and the node of the time it was sent with when
+/// that was too far in the future (it is then stored at its receipt).
+/// The time may be out of range only when corrected for clock skew.
+fn event_time(
+    ctx: &RequestContext<'_>,
+    ts: Option<i64>,
+    sent_at: Option<i64>,
+    s: Slots,
+) -> (i64, Option<usize>) {
+    let (time, source) = match (ts, sent_at) {
+        (Some(t), _) if ctx.historical => (t, s.timestamp),
+        (None, Some(sent)) if ctx.historical => (sent, s.sent_at),
+        // In range: each is, so the sum stays far from i64's limits.
+        (Some(t), Some(sent)) => (t + (ctx.received_at_us - sent), s.timestamp),
+        (Some(t), None) => (t, s.timestamp),
+        (None, _) => (ctx.received_at_us, None),
+    };
+    if time > ctx.latest_us {
+        (ctx.received_at_us, source)
+    } else {
+        (time, None)
+    }
+}
+
+/// Add the member `key: <node v>` to the JSON object just written at the
+/// end of `out`.
+fn append_property(
+    out: &mut Vec<u8>,
+    doc: &Document<'_>,
+    key: &str,
+    v: usize,
+) -> Result<(), copy::Unstorable> {
+    debug_assert_eq!(out.last(), Some(&b'}'));
+    out.pop();
+    if out.last() != Some(&b'{') {
+        out.push(b',');
+    }
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes()); // plain ASCII: nothing to escape
+    out.extend_from_slice(b"\":");
+    copy::write_json(out, doc, v)?;
+    out.push(b'}');
+    Ok(())
 }
 
 /// An event's name: a string of the document, or fixed by the mapping.

@@ -65,7 +65,7 @@ pub fn prepare_lines(
     enricher: &Enricher,
     max_errors: usize,
 ) -> PreparedLines {
-    let ctx = event::RequestContext::new(req, enricher);
+    let ctx = event::RequestContext::new(req, limits, enricher);
     let json_limits = JsonLimits {
         max_depth: limits.max_depth(),
         max_string_bytes: limits.max_string_bytes(),
@@ -251,6 +251,24 @@ mod tests {
         assert_eq!((p.lines, p.count, p.rejected), (2, 1, 1));
         assert_eq!(p.errors[0].line, 2);
         assert_eq!(p.errors[0].code, ErrorCode::MalformedJson);
+    }
+
+    #[test]
+    fn imported_events_from_the_future_are_stored_at_receipt() {
+        // Its own timestamp, or its sent_at standing in for one: either way
+        // the time sent is kept in properties.
+        let chunk = b"{\"event_name\":\"a\",\"timestamp\":\"2999-01-01T00:00:00Z\"}\n\
+                      {\"event_name\":\"b\",\"sent_at\":\"2999-01-02T00:00:00Z\"}\n\
+                      {\"event_name\":\"c\",\"timestamp\":\"2026-11-27T09:00:00Z\"}\n";
+        let p = prepare(chunk, 1, &Limits::default());
+        let r = rows(&p);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0][0], "2026-11-26 10:00:00.000000+00");
+        assert_eq!(r[0][35], r#"{"future_timestamp":"2999-01-01T00:00:00Z"}"#);
+        assert_eq!(r[1][0], "2026-11-26 10:00:00.000000+00");
+        assert_eq!(r[1][35], r#"{"future_timestamp":"2999-01-02T00:00:00Z"}"#);
+        assert_eq!(r[2][0], "2026-11-27 09:00:00.000000+00");
+        assert_eq!(r[2][35], "{}");
     }
 
     #[test]

@@ -89,6 +89,7 @@ pub struct Limits {
     max_batch_events: usize,
     max_depth: usize,
     max_string_bytes: usize,
+    max_future_us: i64,
 }
 
 impl Limits {
@@ -96,6 +97,11 @@ impl Limits {
     pub const DEFAULT_MAX_BATCH_EVENTS: usize = 1000;
     pub const DEFAULT_MAX_DEPTH: usize = 32;
     pub const DEFAULT_MAX_STRING_BYTES: usize = 65_536;
+    /// How far past its receipt an event's time may be (24 h): a bad client
+    /// clock must not create hypertable chunks years ahead.
+    pub const DEFAULT_MAX_FUTURE_SECS: i64 = 86_400;
+    /// Ten years: a bound past this guards nothing.
+    pub const MAX_FUTURE_SECS_CEILING: i64 = 10 * 366 * 86_400;
     /// Offsets in the parser are 32-bit.
     pub const MAX_BODY_BYTES_CEILING: usize = u32::MAX as usize;
     /// Encoding `properties` recurses once per level.
@@ -129,6 +135,22 @@ impl Limits {
             max_batch_events,
             max_depth,
             max_string_bytes,
+            max_future_us: Self::DEFAULT_MAX_FUTURE_SECS * 1_000_000,
+        })
+    }
+
+    /// These limits with another future bound (see [`Self::max_future_us`]),
+    /// between 0 and ten years, in seconds.
+    pub fn with_max_future_secs(self, secs: i64) -> Result<Self, String> {
+        if !(0..=Self::MAX_FUTURE_SECS_CEILING).contains(&secs) {
+            return Err(format!(
+                "max_future_seconds must be between 0 and {}, got {secs}",
+                Self::MAX_FUTURE_SECS_CEILING
+            ));
+        }
+        Ok(Limits {
+            max_future_us: secs * 1_000_000,
+            ..self
         })
     }
 
@@ -144,6 +166,12 @@ impl Limits {
     pub fn max_string_bytes(&self) -> usize {
         self.max_string_bytes
     }
+    /// An event timed more than this after its receipt (after clock-skew
+    /// correction) is stored at its receipt, its sent time kept in
+    /// `properties` (see `event::FUTURE_TIMESTAMP_PROPERTY`).
+    pub fn max_future_us(&self) -> i64 {
+        self.max_future_us
+    }
 }
 
 impl Default for Limits {
@@ -153,6 +181,7 @@ impl Default for Limits {
             max_batch_events: Self::DEFAULT_MAX_BATCH_EVENTS,
             max_depth: Self::DEFAULT_MAX_DEPTH,
             max_string_bytes: Self::DEFAULT_MAX_STRING_BYTES,
+            max_future_us: Self::DEFAULT_MAX_FUTURE_SECS * 1_000_000,
         }
     }
 }
@@ -241,7 +270,7 @@ pub fn prepare_events(
         _ => (1, root, false),
     };
 
-    let ctx = event::RequestContext::new(req, enricher);
+    let ctx = event::RequestContext::new(req, limits, enricher);
     let mut rows = Vec::with_capacity(json_bytes.len() + ctx.row_overhead() * count);
     let mut event_ids = Vec::with_capacity(count);
     let mut problems = event::Problems::default();

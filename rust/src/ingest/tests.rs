@@ -272,9 +272,95 @@ fn timestamp_forms() {
     assert_eq!(ts("1795683600250.5"), "2026-11-26 09:00:00.250500+00");
     assert_eq!(ts("0"), "1970-01-01 00:00:00.000000+00");
     assert_eq!(ts("null"), RECEIVED_TEXT);
+    // The latest storable time, received within the future bound of it.
+    let late = Request {
+        received_at_us: timestamp::MAX_US - 3_600_000_000,
+        ..request()
+    };
+    let r = row_with(
+        r#"{"event_name":"e","timestamp":"9999-12-31T23:59:59.999999Z"}"#,
+        &late,
+    );
+    assert_eq!(col(&r, "timestamp"), Some("9999-12-31 23:59:59.999999+00"));
+}
+
+#[test]
+fn future_timestamps_are_stored_at_receipt() {
+    // Within 24 h of receipt (10:00 on the 26th): stored as given.
+    let r = row(r#"{"event_name":"e","timestamp":"2026-11-27T10:00:00Z"}"#);
+    assert_eq!(col(&r, "timestamp"), Some("2026-11-27 10:00:00.000000+00"));
+    assert_eq!(col(&r, "properties"), Some("{}"));
+    // One microsecond further: stored at receipt, the sent value kept as sent.
+    let r = row(r#"{"event_name":"e","timestamp":"2026-11-27T10:00:00.000001Z","plan":"pro"}"#);
+    assert_eq!(col(&r, "timestamp"), Some(RECEIVED_TEXT));
     assert_eq!(
-        ts(r#""9999-12-31T23:59:59.999999Z""#),
-        "9999-12-31 23:59:59.999999+00"
+        col(&r, "properties"),
+        Some(r#"{"plan":"pro","future_timestamp":"2026-11-27T10:00:00.000001Z"}"#)
+    );
+    for (v, kept) in [
+        (r#""9999-12-31T23:59:59Z""#, r#""9999-12-31T23:59:59Z""#),
+        ("32503680000", "32503680000"),
+        ("4102444800000", "4102444800000"),
+    ] {
+        let r = row(&format!(r#"{{"event_name":"e","timestamp":{v}}}"#));
+        assert_eq!(col(&r, "timestamp"), Some(RECEIVED_TEXT), "{v}");
+        assert_eq!(
+            col(&r, "properties"),
+            Some(format!(r#"{{"future_timestamp":{kept}}}"#).as_str())
+        );
+    }
+    // Judged after clock-skew correction: a client clock two days ahead
+    // that sends an event of its "now" is not in the future...
+    let r = row(
+        r#"{"event_name":"e","timestamp":"2026-11-28T10:00:00Z","sent_at":"2026-11-28T10:00:01Z"}"#,
+    );
+    assert_eq!(col(&r, "timestamp"), Some("2026-11-26 09:59:59.000000+00"));
+    // ...and one two days ahead of a correct sent_at is.
+    let r = row(
+        r#"{"event_name":"e","timestamp":"2026-11-28T10:00:00Z","sent_at":"2026-11-26T10:00:00Z"}"#,
+    );
+    assert_eq!(col(&r, "timestamp"), Some(RECEIVED_TEXT));
+    // A corrected time past 9999-12-31 is in the future, not an error.
+    let r = row(
+        r#"{"event_name":"e","timestamp":"9999-12-31T23:59:59Z","sent_at":"2026-11-26T09:00:00Z"}"#,
+    );
+    assert_eq!(col(&r, "timestamp"), Some(RECEIVED_TEXT));
+    // The kept value wins over a client's own member of that name.
+    let r = row(r#"{"event_name":"e","future_timestamp":1,"timestamp":"3000-01-01T00:00:00Z"}"#);
+    let props = col(&r, "properties").unwrap();
+    assert!(
+        props.ends_with(r#""future_timestamp":"3000-01-01T00:00:00Z"}"#),
+        "{props}"
+    );
+}
+
+#[test]
+fn future_bound_is_configurable() {
+    let one_hour = Limits::default().with_max_future_secs(3600).unwrap();
+    let body = br#"{"event_name":"e","timestamp":"2026-11-26T11:00:01Z"}"#;
+    let p = prepare_events(body, &request(), &one_hour).unwrap();
+    assert_eq!(col(&parse_rows(&p)[0], "timestamp"), Some(RECEIVED_TEXT));
+    let p = prepare_events(body, &request(), &Limits::default()).unwrap();
+    assert_eq!(
+        col(&parse_rows(&p)[0], "timestamp"),
+        Some("2026-11-26 11:00:01.000000+00")
+    );
+    // 0: nothing after the receipt is believed.
+    let none = Limits::default().with_max_future_secs(0).unwrap();
+    let body = br#"{"event_name":"e","timestamp":"2026-11-26T10:00:00.000001Z"}"#;
+    let p = prepare_events(body, &request(), &none).unwrap();
+    assert_eq!(col(&parse_rows(&p)[0], "timestamp"), Some(RECEIVED_TEXT));
+    assert!(Limits::default().with_max_future_secs(-1).is_err());
+    let e = Limits::default()
+        .with_max_future_secs(Limits::MAX_FUTURE_SECS_CEILING + 1)
+        .unwrap_err();
+    assert!(
+        e.starts_with("max_future_seconds must be between 0 and"),
+        "{e}"
+    );
+    assert_eq!(
+        Limits::default().max_future_us(),
+        Limits::DEFAULT_MAX_FUTURE_SECS * 1_000_000
     );
 }
 
