@@ -3,7 +3,9 @@
 Sent with Python's own ``http.client`` (what ``urllib`` uses), which writes
 the whole body before reading: if the server closed the connection with
 unread bytes, the kernel would reset it and the client would see a broken
-pipe instead of the 413.
+pipe instead of the 413. Every endpoint that takes a body: ingest, an SDK's,
+the framework's (query, delete, admin API, web form) and the import, whose
+limit is per line (a 3 MiB line is a rejected line in a 200).
 """
 
 from __future__ import annotations
@@ -11,25 +13,34 @@ from __future__ import annotations
 import http.client
 import json
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
+import pytest
+
 from conftest import Project, Server
+from eventbunker.admin.accounts import create_account
 
 SENDS = 20
-BODY = b'[{"event_name": "big", "blob": "' + b"x" * (3 << 20) + b'"}]'
+BLOB = b"x" * (3 << 20)
+BODY = b'[{"event_name": "big", "blob": "' + BLOB + b'"}]'
 
 
-def _send(server: Server, key: str, *, chunked: bool) -> tuple[int, str]:
+def _send(
+    server: Server, key: str, *, chunked: bool, path: str = "/v1/events", body: bytes = BODY
+) -> tuple[int, Any]:
     url = urlsplit(server.url)
     conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=30)
     headers = {"X-Api-Key": key, "Content-Type": "application/json"}
-    body: bytes | Iterator[bytes] = BODY
+    sent: bytes | Iterator[bytes] = body
     if chunked:
-        body = iter([BODY[i : i + 65536] for i in range(0, len(BODY), 65536)])
+        sent = iter([body[i : i + 65536] for i in range(0, len(body), 65536)])
     try:
-        conn.request("POST", "/v1/events", body=body, headers=headers, encode_chunked=chunked)
+        conn.request("POST", path, body=sent, headers=headers, encode_chunked=chunked)
         response = conn.getresponse()
-        return response.status, json.loads(response.read())["error"]["code"]
+        answer = json.loads(response.read())
+        return response.status, answer.get("error", answer).get("code")
     finally:
         conn.close()
 
@@ -38,3 +49,58 @@ def test_413_reaches_the_client_every_time(server: Server, project: Project) -> 
     for chunked in (False, True):
         answers = [_send(server, project.write_key, chunked=chunked) for _ in range(SENDS)]
         assert answers == [(413, "body_too_large")] * SENDS, chunked
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/v1/batch", "write"),  # Segment's SDK endpoint
+        ("/v1/query", "query"),
+        ("/v1/delete", "delete"),
+        ("/v1/projects", "admin"),
+        ("/login", "none"),
+    ],
+)
+def test_413_reaches_the_client_on_every_endpoint(
+    server: Server, project: Project, db: psycopg.Connection[Any], path: str, kind: str
+) -> None:
+    keys = {
+        "write": project.write_key,
+        "query": project.query_key,
+        "delete": project.delete_key,
+        "admin": create_account(db, f"big-{path}")["admin_key"] if kind == "admin" else "",
+        "none": "",
+    }
+    body = b'{"batch": [{"x": "' + BLOB + b'"}]}'
+    for chunked in (False, True):
+        answers = [
+            _send(server, keys[kind], chunked=chunked, path=path, body=body) for _ in range(SENDS)
+        ]
+        assert answers == [(413, "body_too_large")] * SENDS, (path, chunked)
+
+
+def test_an_import_line_over_the_limit_is_answered_every_time(
+    server: Server, project: Project
+) -> None:
+    body = b'{"event_name": "big", "blob": "' + BLOB + b'"}\n{"event_name": "small"}\n'
+    for chunked in (False, True):
+        answers = []
+        for _ in range(SENDS):
+            url = urlsplit(server.url)
+            conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=60)
+            headers = {"X-Api-Key": project.write_key, "Content-Type": "application/x-ndjson"}
+            sent: bytes | Iterator[bytes] = body
+            if chunked:
+                sent = iter([body[i : i + 65536] for i in range(0, len(body), 65536)])
+            try:
+                conn.request(
+                    "POST", "/v1/events/import", body=sent, headers=headers, encode_chunked=chunked
+                )
+                response = conn.getresponse()
+                answer = json.loads(response.read())
+            finally:
+                conn.close()
+            [error] = answer["errors"]
+            assert "longer than the limit" in error["message"]
+            answers.append((response.status, answer["accepted"], error["line"]))
+        assert answers == [(200, 1, 1)] * SENDS, chunked

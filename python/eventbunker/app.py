@@ -19,6 +19,7 @@ from litestar.openapi import OpenAPIConfig
 
 from eventbunker.admin.api import admin_handlers
 from eventbunker.admin.store import AdminStore
+from eventbunker.body_limit import BodyLimit
 from eventbunker.bulk.endpoint import IMPORT_PATH, PROGRESS_PREFIX, ImportEndpoint
 from eventbunker.compat.routes import (
     posthog_config_handlers,
@@ -128,7 +129,7 @@ def create_app(settings: Settings | None = None) -> RawRouter:
         RawRoute("GET", PROGRESS_PREFIX, imports.progress),
     ]
     raw_routes += sdk_routes(ingest.endpoint, keys)
-    return RawRouter(app, raw_routes)
+    return RawRouter(BodyLimit(app, settings.max_body_bytes), raw_routes)
 
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:

@@ -163,26 +163,31 @@ class IngestEndpoint:
 
     async def read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         """The whole body, refused past the body limit."""
-        limit = self._max_body_bytes
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await discard_body(receive)
+        return await read_limited_body(headers, receive, self._max_body_bytes)
+
+
+async def read_limited_body(headers: dict[bytes, bytes], receive: Receive, limit: int) -> bytes:
+    """The whole body; past ``limit`` bytes, the rest is read and dropped
+    (see ``discard_body``) and 413 body_too_large is raised."""
+    declared = headers.get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        await discard_body(receive)
+        raise Refusal(ErrorCode.BODY_TOO_LARGE, f"the body exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Refusal(ErrorCode.CLIENT_DISCONNECTED, "the client went away")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            if message.get("more_body", False):
+                await discard_body(receive)
             raise Refusal(ErrorCode.BODY_TOO_LARGE, f"the body exceeds {limit} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise Refusal(ErrorCode.CLIENT_DISCONNECTED, "the client went away")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                if message.get("more_body", False):
-                    await discard_body(receive)
-                raise Refusal(ErrorCode.BODY_TOO_LARGE, f"the body exceeds {limit} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 # How much of an over-limit body is read and dropped so that the 413 reaches
