@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,7 @@ import psycopg
 import pytest
 
 from conftest import Project, Server, start_server, stop_server
+from eventbunker.bulk.job import BATCH_SECONDS
 
 
 def ndjson(events: list[Any], newline: bytes = b"\n") -> bytes:
@@ -281,6 +283,8 @@ def test_refusals(
     r = post_import(client, project.write_key, ndjson([event(1)]), all_headers)
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == code
+    if code == "invalid_first_line":  # the answer names the header
+        assert [d["field"] for d in r.json()["error"]["details"]] == ["X-Import-First-Line"]
 
 
 def test_query_and_delete_keys_are_refused(client: httpx.Client, project: Project) -> None:
@@ -449,3 +453,48 @@ def test_a_customer_key_sees_only_its_own_imports_progress(
     assert progress(customer_key, "acme-own") == 200
     assert progress(project.write_key, "acme-own") == 200
     assert progress(project.write_key, "unscoped") == 200
+
+
+def test_an_import_conflict_answers_the_committed_line(
+    server: Server, project: Project, db: psycopg.Connection[Any]
+) -> None:
+    """Two requests move one named import: the one that loses answers
+    import_conflict with the line the winner committed (what GET says), not
+    the line it had itself seen, so that a client resumes from the truth."""
+    lines = ndjson([event(i) for i in range(40_000)])
+    cut = lines.index(b"\n", len(lines) // 2) + 1  # ~2 MiB: past one chunk
+    paused = threading.Event()
+    resume = threading.Event()
+
+    def slow_body() -> Iterator[bytes]:
+        yield lines[:cut]
+        paused.set()
+        resume.wait(30)
+        yield lines[cut:]
+
+    headers = {"X-Import-Id": "raced"}
+    answers: list[httpx.Response] = []
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        slow = threading.Thread(
+            target=lambda: answers.append(
+                post_import(http, project.write_key, slow_body(), headers)
+            )
+        )
+        slow.start()
+        assert paused.wait(30)
+        time.sleep(2 * BATCH_SECONDS + 0.5)  # the slow request commits what it has
+        with httpx.Client(base_url=server.url, timeout=60) as other:
+            fast = post_import(other, project.write_key, lines, headers)
+        assert fast.status_code == 200, fast.text
+        assert fast.json()["committed_lines"] == 40_000
+        resume.set()
+        slow.join(60)
+        progress = http.get("/v1/events/import/raced", headers={"X-Api-Key": project.write_key})
+    [lost] = answers
+    assert lost.status_code == 409, lost.text
+    assert lost.json()["error"]["code"] == "import_conflict"
+    assert lost.json()["committed_lines"] == progress.json()["committed_lines"] == 40_000
+    [(stored,)] = db.execute(
+        "SELECT count(*) FROM events WHERE project_id = %s", (project.id,)
+    ).fetchall()
+    assert stored == 40_000

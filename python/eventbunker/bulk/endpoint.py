@@ -14,7 +14,13 @@ import orjson
 import psycopg
 
 from eventbunker import _native
-from eventbunker.bulk.job import ClientGone, ImportFailed, ImportJob, import_progress
+from eventbunker.bulk.job import (
+    ClientGone,
+    ImportFailed,
+    ImportJob,
+    first_line_refused,
+    import_progress,
+)
 from eventbunker.errors import ErrorCode, Refusal, error_document
 from eventbunker.ingest.auth import ApiKey, KeyCache
 from eventbunker.ingest.endpoint import (
@@ -96,9 +102,8 @@ class ImportEndpoint:
         import_id = headers.get(b"x-import-id")
         first_line = headers.get(b"x-import-first-line", b"1").strip()
         if not first_line.isdigit() or int(first_line) > MAX_LINE_NUMBER:
-            raise Refusal(
-                ErrorCode.INVALID_FIRST_LINE,
-                f"X-Import-First-Line must be a line number from 1 to {MAX_LINE_NUMBER}",
+            raise first_line_refused(
+                f"X-Import-First-Line must be a line number from 1 to {MAX_LINE_NUMBER}"
             )
         job = ImportJob(
             self._conninfo,

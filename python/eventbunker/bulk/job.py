@@ -29,7 +29,7 @@ from psycopg.types.json import Jsonb
 from eventbunker import _native
 from eventbunker.bulk.body import BodyError, GzipStream, LineChunker, LongLine, skip_lines
 from eventbunker.config import Settings
-from eventbunker.errors import ErrorCode, Refusal
+from eventbunker.errors import ErrorCode, Refusal, field_detail
 from eventbunker.ingest.auth import ApiKey, KeyCache
 from eventbunker.ingest.enrichment import build_enricher
 from eventbunker.ingest.pipeline import COUNTER_SHARDS, limits_of
@@ -161,9 +161,9 @@ class ImportJob:
     ) -> None:
         check_import_id(import_id)
         if first_line < 1:
-            raise Refusal(ErrorCode.INVALID_FIRST_LINE, "X-Import-First-Line must be at least 1")
+            raise first_line_refused("X-Import-First-Line must be at least 1")
         if import_id is None and first_line != 1:
-            raise Refusal(ErrorCode.INVALID_FIRST_LINE, "X-Import-First-Line needs an X-Import-Id")
+            raise first_line_refused("X-Import-First-Line needs an X-Import-Id")
         self._conninfo = conninfo
         self._key = key
         self._limits = limits
@@ -479,6 +479,8 @@ class _Writer:
                 ),
             )
             if cur.rowcount != 1:
+                # Answer where the import really is: the other request's line.
+                outcome.committed_lines = await self._committed_now(project_id, job._import_id)
                 raise job._failed(
                     Refusal(
                         ErrorCode.IMPORT_CONFLICT,
@@ -497,6 +499,15 @@ class _Writer:
         outcome.errors += errors[: MAX_ERRORS - len(outcome.errors)]
         job._errors_kept += len(kept)
         self._batch, self._stored, self._rows, self._claims, self._bytes = [], [], [], 0, 0
+
+    async def _committed_now(self, project_id: int, import_id: str) -> int:
+        """The import's committed line as stored now (by whichever request)."""
+        cur = await self._conn.execute(
+            "SELECT committed_lines FROM imports WHERE project_id = %s AND import_id = %s",
+            (project_id, import_id),
+        )
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
     async def _rollback(self) -> None:
         # The connection is this import's own: closing it rolls back the
@@ -525,6 +536,13 @@ async def import_progress(
     progress["created_at"] = row[6].isoformat()
     progress["updated_at"] = row[7].isoformat()
     return progress
+
+
+def first_line_refused(message: str) -> Refusal:
+    """400 invalid_first_line, its detail naming the header."""
+    return Refusal(
+        ErrorCode.INVALID_FIRST_LINE, message, field_detail("X-Import-First-Line", message)
+    )
 
 
 def _storage_unavailable() -> Refusal:
