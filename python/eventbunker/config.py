@@ -76,6 +76,14 @@ class Settings:
         "queryable lag bound: while the database is reachable, ingest answers 503"
         " (overloaded) rather than let an acknowledged event wait longer",
     )
+    # Rate limits (ingest/rate_limits.py): per write key, or per customer for
+    # customer-scoped keys, shared by the workers of a node.
+    rate_limit_events_per_second: float = setting(
+        0.0, "events per second a write key may send (0: no limit); over it, 429 rate_limited"
+    )
+    rate_limit_burst: int = setting(
+        0, "events a write key may send at once above its rate (0: one second's worth)"
+    )
     idempotency_window_hours: float = setting(
         48.0, "how long an event id is remembered for deduplication"
     )

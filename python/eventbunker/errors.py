@@ -72,6 +72,7 @@ class ErrorCode(StrEnum):
     STORAGE_UNAVAILABLE = "storage_unavailable", 503, "the database cannot answer now; retry"
     QUERY_TIMEOUT = "query_timeout", 503, "the statement ran too long"
     OVERLOADED = "overloaded", 503, "too many requests running; retry"
+    RATE_LIMITED = "rate_limited", 429, "over the key's rate limit; retry after Retry-After"
 
     @classmethod
     def for_status(cls, status: int) -> ErrorCode:
@@ -106,6 +107,7 @@ class Refusal(Exception):
     message: str
     details: Details | None
     retry_after: bool
+    retry_after_s: str  # the Retry-After value, when retry_after
 
     @overload
     def __init__(
@@ -137,12 +139,13 @@ class Refusal(Exception):
             self.status, self.code = code.status, code
             self.message = message or code.default_message
             self.details = details
-            self.retry_after = code.status == 503
+            self.retry_after = code.status in (429, 503)
         else:  # Refusal(status, code, message, details)
             assert message is not None and isinstance(details, str)
             self.status, self.code, self.message = code, message, details
             self.details = legacy_details
             self.retry_after = retry_after or code == 503
+        self.retry_after_s = RETRY_AFTER_S
         super().__init__(self.status, self.code, self.message)
 
     def __str__(self) -> str:
@@ -155,7 +158,7 @@ class Refusal(Exception):
         """The refusal as a Litestar response (for the framework's handlers)."""
         all_headers = dict(headers or {})
         if self.retry_after:
-            all_headers["Retry-After"] = RETRY_AFTER_S
+            all_headers["Retry-After"] = self.retry_after_s
         return Response(
             self.body(), status_code=self.status, media_type=MediaType.JSON, headers=all_headers
         )

@@ -18,7 +18,6 @@ from eventbunker import _native
 from eventbunker.errors import ErrorCode, Refusal
 from eventbunker.ingest.auth import ApiKey, KeyCache
 from eventbunker.ingest.endpoint import (
-    RETRY_AFTER_S,
     IngestEndpoint,
     Receive,
     Scope,
@@ -142,7 +141,9 @@ class SdkEndpoint:
             )
         except Refusal as refusal:
             self._ingest.count_refusal(key, refusal)
-            extra = [(b"retry-after", RETRY_AFTER_S)] if refusal.retry_after else []
+            extra = (
+                [(b"retry-after", refusal.retry_after_s.encode())] if refusal.retry_after else []
+            )
             await answer(send, dialect.refused(call, refusal), headers, extra=extra)
             return
         await answer(send, dialect.accepted(call, accepted, duplicates), headers)

@@ -19,11 +19,11 @@ from eventbunker.errors import ErrorCode, Refusal
 from eventbunker.ingest.auth import ApiKey, KeyCache, presented_secret
 from eventbunker.ingest.backpressure import Backpressure
 from eventbunker.ingest.idempotency import DuplicateCheck
+from eventbunker.ingest.rate_limits import RateLimits
 from eventbunker.ingest.rejections import RejectionCounter
 from eventbunker.ingest.spool import SpoolFull
 from eventbunker.ops.metrics import Metrics
 
-RETRY_AFTER_S = b"1"
 ACCEPTED_MEDIA_TYPES = frozenset({b"", b"application/json", b"text/plain"})
 
 CORS_HEADERS = [(b"access-control-allow-origin", b"*")]  # on every answer
@@ -66,6 +66,7 @@ class IngestEndpoint:
         *,
         backpressure: Backpressure,
         enricher: _native.Enricher | None = None,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         self._keys = keys
         self._spool = spool
@@ -76,6 +77,7 @@ class IngestEndpoint:
         self._max_body_bytes = max_body_bytes
         self._enricher = enricher
         self._backpressure = backpressure
+        self._rate_limits = rate_limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # POST only: routing.RawRouter answers preflights and other methods.
@@ -119,6 +121,8 @@ class IngestEndpoint:
         shared with the SDK endpoints (compat/), which name their payload's
         format in ``sdk``.
         """
+        if self._rate_limits is not None:
+            self._rate_limits.admit(key)
         if self._backpressure.behind():
             await self._backpressure.admit()
         client = scope.get("client") if sdk is None or sdk.use_peer else None
@@ -141,6 +145,8 @@ class IngestEndpoint:
             )
         except _native.IngestError as exc:
             raise Refusal(ErrorCode[exc.code.upper()], exc.message, exc.details) from None
+        if self._rate_limits is not None:
+            self._rate_limits.take(key, prepared.count)
         event_ids = prepared.event_ids
         try:
             await self._spool.append(prepared.record)
@@ -245,7 +251,7 @@ def _text(value: bytes | None) -> str | None:
 
 async def refuse(send: Send, refusal: Refusal, body: bytes | None = None) -> None:
     """Answer ``refusal`` (its error shape unless ``body`` is given; Retry-After on 503s)."""
-    extra = [(b"retry-after", RETRY_AFTER_S)] if refusal.retry_after else []
+    extra = [(b"retry-after", refusal.retry_after_s.encode())] if refusal.retry_after else []
     await respond(send, refusal.status, refusal.body() if body is None else body, extra)
 
 

@@ -11,13 +11,14 @@ import os
 import secrets
 
 from eventbunker import _native
-from eventbunker.config import Settings
+from eventbunker.config import UNSET_PATH, Settings
 from eventbunker.ingest.auth import KeyCache
 from eventbunker.ingest.backpressure import Backpressure
 from eventbunker.ingest.drainer import Drainer
 from eventbunker.ingest.endpoint import IngestEndpoint
 from eventbunker.ingest.enrichment import build_enricher
 from eventbunker.ingest.idempotency import DuplicateCheck
+from eventbunker.ingest.rate_limits import RateLimit, RateLimits
 from eventbunker.ingest.rejections import RejectionCounter
 from eventbunker.ingest.spool import Spool
 from eventbunker.ingest.writer import EventWriter
@@ -37,6 +38,15 @@ def limits_of(settings: Settings) -> _native.Limits:
         max_string_bytes=settings.max_string_bytes,
         max_future_seconds=settings.max_future_seconds,
     )
+
+
+def rate_limits_of(settings: Settings) -> RateLimits | None:
+    rate = settings.rate_limit_events_per_second
+    if rate <= 0:
+        return None
+    burst = settings.rate_limit_burst or max(1.0, rate)
+    runtime_dir = settings.runtime_dir if settings.runtime_dir != UNSET_PATH else None
+    return RateLimits(RateLimit(rate, burst), runtime_dir)
 
 
 class IngestPipeline:
@@ -94,6 +104,7 @@ class IngestPipeline:
             max_body_bytes=settings.max_body_bytes,
             backpressure=self.backpressure,
             enricher=self.enricher,
+            rate_limits=rate_limits_of(settings),
         )
 
         if self.stream is not None:

@@ -219,6 +219,7 @@ def document_ingest(app: Litestar) -> None:
             "403": _error("Key of another kind, or revoked"),
             "413": _error("Body over the limit"),
             "415": _error("Content type or encoding not accepted"),
+            "429": _unavailable("rate_limited: over the key's rate limit; see Retry-After"),
             "503": _unavailable("Overloaded or storage unavailable; see Retry-After"),
         },
     )
