@@ -129,7 +129,8 @@ def create_app(settings: Settings | None = None) -> RawRouter:
         RawRoute("GET", PROGRESS_PREFIX, imports.progress),
     ]
     raw_routes += sdk_routes(ingest.endpoint, keys)
-    return RawRouter(BodyLimit(app, settings.max_body_bytes), raw_routes)
+    body_limit = BodyLimit(app, settings.max_body_bytes, settings.body_timeout_seconds)
+    return RawRouter(body_limit, raw_routes)
 
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:

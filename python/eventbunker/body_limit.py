@@ -7,7 +7,8 @@ a client that writes its whole body before reading (Python's ``http.client``,
 Here the body of every request Litestar serves (queries, deletes, the admin
 API, the web app: all small JSON or forms) is read first, as the ingest
 endpoint reads its own, up to the ``max_body_bytes`` setting; past it the
-rest is read and dropped (up to a bound) before the 413 ``body_too_large``.
+rest is read and dropped (up to a bound) before the 413 ``body_too_large``;
+a body not whole within ``body_timeout_seconds`` is answered 408.
 """
 
 from __future__ import annotations
@@ -20,18 +21,21 @@ from eventbunker.routing import ASGIApp
 
 
 class BodyLimit:
-    """``app`` behind a read-whole body limit of ``max_bytes``."""
+    """``app`` behind a read-whole body limit of ``max_bytes`` and ``timeout_s``."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
         self.app = app
         self._max_bytes = max_bytes
+        self._timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         try:
-            body = await read_limited_body(dict(scope["headers"]), receive, self._max_bytes)
+            body = await read_limited_body(
+                dict(scope["headers"]), receive, self._max_bytes, self._timeout_s
+            )
         except Refusal as refusal:
             await refuse(send, refusal)
             return

@@ -46,6 +46,7 @@ class ErrorCode(StrEnum):
     INVALID_REQUEST = "invalid_request", 400, "the request is invalid"
     INVALID_QUERY = "invalid_query", 400, "the query is invalid"
     CLIENT_DISCONNECTED = "client_disconnected", 400, "the client went away"
+    REQUEST_TIMEOUT = "request_timeout", 408, "the body did not arrive in time"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type", 415, "this content type is not accepted"
     UNSUPPORTED_ENCODING = (
         "unsupported_encoding",

@@ -8,6 +8,7 @@ spool's fsync, answer. Browsers may call it cross-origin with a write key.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -67,6 +68,7 @@ class IngestEndpoint:
         backpressure: Backpressure,
         enricher: _native.Enricher | None = None,
         rate_limits: RateLimits | None = None,
+        body_timeout_s: float = 30.0,
     ) -> None:
         self._keys = keys
         self._spool = spool
@@ -78,6 +80,7 @@ class IngestEndpoint:
         self._enricher = enricher
         self._backpressure = backpressure
         self._rate_limits = rate_limits
+        self._body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # POST only: routing.RawRouter answers preflights and other methods.
@@ -169,12 +172,26 @@ class IngestEndpoint:
 
     async def read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         """The whole body, refused past the body limit."""
-        return await read_limited_body(headers, receive, self._max_body_bytes)
+        return await read_limited_body(headers, receive, self._max_body_bytes, self._body_timeout_s)
 
 
-async def read_limited_body(headers: dict[bytes, bytes], receive: Receive, limit: int) -> bytes:
+async def read_limited_body(
+    headers: dict[bytes, bytes], receive: Receive, limit: int, timeout_s: float
+) -> bytes:
     """The whole body; past ``limit`` bytes, the rest is read and dropped
-    (see ``discard_body``) and 413 body_too_large is raised."""
+    (see ``discard_body``) and 413 body_too_large is raised; not whole within
+    ``timeout_s``, 408 request_timeout (a stuck or trickling client must not
+    hold a connection and its memory for ever)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_body(headers, receive, limit)
+    except TimeoutError:
+        raise Refusal(
+            ErrorCode.REQUEST_TIMEOUT, f"the body was not whole within {timeout_s:g} s"
+        ) from None
+
+
+async def _read_body(headers: dict[bytes, bytes], receive: Receive, limit: int) -> bytes:
     declared = headers.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         await discard_body(receive)
@@ -252,6 +269,8 @@ def _text(value: bytes | None) -> str | None:
 async def refuse(send: Send, refusal: Refusal, body: bytes | None = None) -> None:
     """Answer ``refusal`` (its error shape unless ``body`` is given; Retry-After on 503s)."""
     extra = [(b"retry-after", refusal.retry_after_s.encode())] if refusal.retry_after else []
+    if refusal.status == 408:
+        extra.append((b"connection", b"close"))  # what is left of its body is not read
     await respond(send, refusal.status, refusal.body() if body is None else body, extra)
 
 

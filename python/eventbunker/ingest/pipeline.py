@@ -105,6 +105,7 @@ class IngestPipeline:
             backpressure=self.backpressure,
             enricher=self.enricher,
             rate_limits=rate_limits_of(settings),
+            body_timeout_s=settings.body_timeout_seconds,
         )
 
         if self.stream is not None:
