@@ -31,7 +31,7 @@ from eventbunker.errors import ErrorCode, error_document
 from eventbunker.ingest.auth import KeyCache
 from eventbunker.ingest.pipeline import IngestPipeline
 from eventbunker.ops.metrics import Metrics
-from eventbunker.ops.openapi import document_ingest, document_query
+from eventbunker.ops.openapi import document_admin, document_ingest, document_query
 from eventbunker.query.endpoint import QueryApi
 from eventbunker.routing import RawRoute, RawRouter
 from eventbunker.web import template_config, web_handlers
@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None) -> RawRouter:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         document_ingest(app)
         document_query(app)
+        document_admin(app)
         await metrics.start()
         await keys.start()
         await ingest.start()

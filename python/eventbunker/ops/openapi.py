@@ -689,3 +689,67 @@ def document_query(app: Litestar) -> None:
             },
         ),
     )
+
+
+def _object(required: list[str], **properties: Schema | Reference) -> Schema:
+    """An object with these members (and perhaps more)."""
+    return Schema(type=OpenAPIType.OBJECT, required=required, properties=properties)
+
+
+_PROJECT = _object(["id", "name", "created_at"], id=_INTEGER, name=_STRING, created_at=_TIMESTAMP)
+_KEY = _object(["id", "kind", "project_id"], id=_INTEGER, kind=_STRING, project_id=_INTEGER)
+_NULLABLE_INTEGER = Schema(type=[OpenAPIType.INTEGER, OpenAPIType.NULL])
+_ADMIN_ANSWERS: dict[tuple[str, str], tuple[str, Schema]] = {
+    ("get", "/v1/projects"): (
+        "200",
+        _object(["projects"], projects=Schema(type=OpenAPIType.ARRAY, items=_PROJECT)),
+    ),
+    ("post", "/v1/projects"): (
+        "201",
+        _object(["id", "name", "keys"], id=_INTEGER, name=_STRING, keys=_object([])),
+    ),
+    ("get", "/v1/projects/{project_id}"): ("200", _PROJECT),
+    ("patch", "/v1/projects/{project_id}"): ("200", _PROJECT),
+    ("delete", "/v1/projects/{project_id}"): (
+        "200",
+        _object(["id", "deleted"], id=_INTEGER, deleted=Schema(type=OpenAPIType.BOOLEAN)),
+    ),
+    ("put", "/v1/projects/{project_id}/retention"): (
+        "200",
+        _object(["id", "retention_days"], id=_INTEGER, retention_days=_NULLABLE_INTEGER),
+    ),
+    ("get", "/v1/projects/{project_id}/keys"): (
+        "200",
+        _object(["keys"], keys=Schema(type=OpenAPIType.ARRAY, items=_KEY)),
+    ),
+    ("post", "/v1/projects/{project_id}/keys"): ("201", _object(["id", "key", "kind"])),
+    ("delete", "/v1/projects/{project_id}/keys/{key_id}"): (
+        "200",
+        _object(["id", "revoked"], id=_INTEGER, revoked=Schema(type=OpenAPIType.BOOLEAN)),
+    ),
+    ("get", "/v1/usage"): (
+        "200",
+        _object(
+            ["start", "end", "projects"],
+            start=_STRING,
+            end=_STRING,
+            projects=Schema(type=OpenAPIType.ARRAY, items=_object([])),
+        ),
+    ),
+}
+
+
+def document_admin(app: Litestar) -> None:
+    """The admin API's answers: Litestar sees its handlers return bytes."""
+    paths = app.openapi_schema.paths or {}
+    for (method, path), (status, answer) in _ADMIN_ANSWERS.items():
+        operation = getattr(paths[path], method)
+        operation.responses = {
+            status: OpenAPIResponse(description="Done", content=_json(answer)),
+            "400": _error("An invalid request; the message says what"),
+            "401": _error("Missing or unknown admin key"),
+            "403": _error("A revoked admin key, or a project key"),
+            "404": _error("No such project or key in this account"),
+            "413": _error("Body over the limit"),
+            "503": _unavailable("Storage unavailable; see Retry-After"),
+        }
