@@ -4,7 +4,7 @@
 VENV := .venv/bin
 PORT ?= 8000
 
-.PHONY: help setup run test test-rust test-python lint format bench
+.PHONY: help setup run test test-rust test-python lint format bench fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ format: ## apply ruff and cargo formatting
 	$(VENV)/ruff format python tests benches
 	$(VENV)/ruff check --fix python tests benches
 	cargo fmt
+
+fuzz: ## fuzz the Rust parsers, FUZZ_SECONDS (60) each (cargo-fuzz, nightly; corpora in fuzz/corpus)
+	scripts/fuzz.sh
 
 bench: setup ## load benchmark: our ingest vs the bare Litestar ceiling
 	$(VENV)/python benches/ingest_load.py
