@@ -25,17 +25,23 @@ fn same(doc: &Document<'_>, i: usize, v: &Value) -> bool {
                     .all(|(e, item)| same(doc, e, item))
         }
         (Node::Object { .. }, Value::Object(map)) => {
-            // Last of duplicate keys wins, as in serde_json's map.
+            // Last of duplicate keys wins, as in serde_json's map; its keys as
+            // ours are stored (NUL as U+FFFD).
             let mut last = std::collections::BTreeMap::new();
             for (k, v) in doc.members(i) {
                 last.insert(doc.str(k).to_owned(), v);
             }
-            last.len() == map.len()
-                && last.iter().all(|(k, &v)| {
-                    map.get(&k.replace('\u{fffd}', "\0"))
-                        .or_else(|| map.get(k))
-                        .is_some_and(|theirs| same(doc, v, theirs))
-                })
+            let theirs: std::collections::BTreeMap<String, &Value> = map
+                .iter()
+                .map(|(k, v)| (k.replace('\0', "\u{fffd}"), v))
+                .collect();
+            if theirs.len() != map.len() {
+                return true; // "a\0" and "a\u{fffd}" both sent: which one is last is lost
+            }
+            last.len() == theirs.len()
+                && last
+                    .iter()
+                    .all(|(k, &v)| theirs.get(k).is_some_and(|t| same(doc, v, t)))
         }
         _ => false,
     }
