@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,16 @@ def start_server(
         time.sleep(0.1)
     stop_server(server)
     raise RuntimeError(f"server did not start:\n{server.log()}")
+
+
+@contextmanager
+def serving(database_url: str, log_dir: Path, *extra_args: str) -> Iterator[Server]:
+    """A server with its own flags for the ``with`` block."""
+    server = start_server(database_url, log_dir, *extra_args)
+    try:
+        yield server
+    finally:
+        stop_server(server)
 
 
 def stop_server(server: Server) -> None:

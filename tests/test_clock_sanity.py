@@ -15,7 +15,7 @@ import pytest
 from test_import_api import ndjson, post_import
 from test_ingest_contract import post, stored
 
-from conftest import Project, Server, start_server, stop_server
+from conftest import Project, Server, serving
 
 
 def rfc3339(t: datetime) -> str:
@@ -96,18 +96,15 @@ def test_too_old_events_still_answer_400(client: httpx.Client, project: Project)
 def one_minute_server(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    srv = start_server(
+    with serving(
         database_url,
         tmp_path_factory.mktemp("future60"),
         "--workers",
         "1",
         "--max-future-seconds",
         "60",
-    )
-    try:
+    ) as srv:
         yield srv
-    finally:
-        stop_server(srv)
 
 
 def test_the_bound_is_a_setting(

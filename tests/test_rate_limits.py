@@ -17,7 +17,7 @@ import orjson
 import psycopg
 import pytest
 
-from conftest import Project, Server, start_server, stop_server
+from conftest import Project, Server, serving
 from eventbunker.errors import Refusal
 from eventbunker.ingest.auth import ApiKey
 from eventbunker.ingest.rate_limits import RateLimit, RateLimits
@@ -90,7 +90,7 @@ def test_bucket_refills_keys_and_customers_are_apart() -> None:
 
 @pytest.fixture(scope="module")
 def limited_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = start_server(
+    with serving(
         database_url,
         tmp_path_factory.mktemp("ratelimit"),
         "--workers",
@@ -99,11 +99,8 @@ def limited_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) 
         str(RATE),
         "--rate-limit-burst",
         str(BURST),
-    )
-    try:
+    ) as srv:
         yield srv
-    finally:
-        stop_server(srv)
 
 
 def send(url: str, key: str, n: int = BATCH) -> httpx.Response:

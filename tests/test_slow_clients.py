@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from conftest import Project, Server, start_server, stop_server
+from conftest import Project, Server, serving
 
 TIMEOUT_S = 1.0
 STUCK = 2000
@@ -24,18 +24,15 @@ STUCK = 2000
 def impatient_server(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    srv = start_server(
+    with serving(
         database_url,
         tmp_path_factory.mktemp("slow"),
         "--workers",
         "2",
         "--body-timeout-seconds",
         str(TIMEOUT_S),
-    )
-    try:
+    ) as srv:
         yield srv
-    finally:
-        stop_server(srv)
 
 
 def open_request(server: Server, path: str, key: str, *, chunked: bool) -> socket.socket:
