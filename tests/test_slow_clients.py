@@ -5,6 +5,7 @@ not keep a normal request from its answer."""
 
 from __future__ import annotations
 
+import json
 import socket
 import statistics
 import time
@@ -136,3 +137,32 @@ def test_stuck_connections_do_not_hold_up_a_normal_request(
     finally:
         for sock in stuck:
             sock.close()
+
+
+def test_a_stalled_import_is_answered_408_with_what_it_committed(
+    impatient_server: Server, project: Project
+) -> None:
+    """An import may stream for hours, but not stop sending: the whole lines
+    before the pause are kept, the answer says how many, the connection closes."""
+    url = urlsplit(impatient_server.url)
+    sock = socket.create_connection((url.hostname, url.port), timeout=10)
+    lines = b"".join(b'{"event_name": "imported", "n": %d}\n' % i for i in range(3))
+    sock.sendall(
+        f"POST /v1/events/import HTTP/1.1\r\nHost: {url.netloc}\r\nX-Api-Key:"
+        f" {project.write_key}\r\nX-Import-Id: stalled\r\nContent-Type: application/x-ndjson\r\n"
+        f"Content-Length: 100000\r\n\r\n".encode()
+        + lines
+        + b'{"event_name": "cut'
+    )
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), head
+    answer = json.loads(body)
+    assert answer["error"]["code"] == "request_timeout"
+    assert (answer["accepted"], answer["committed_lines"]) == (3, 3)

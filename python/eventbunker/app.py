@@ -57,7 +57,13 @@ def create_app(settings: Settings | None = None) -> RawRouter:
     keys = KeyCache(conninfo, refresh_interval_s=settings.auth_refresh_ms / 1000)
     ingest = IngestPipeline(settings, keys, metrics)
     imports = ImportEndpoint(
-        keys, conninfo, ingest.limits, ingest.enricher, metrics, shard=ingest.shard
+        keys,
+        conninfo,
+        ingest.limits,
+        ingest.enricher,
+        metrics,
+        shard=ingest.shard,
+        body_idle_timeout_s=settings.body_timeout_seconds,
     )
     query_api = QueryApi(keys, conninfo, settings)
     admin_store = AdminStore(conninfo)  # admin API and web app

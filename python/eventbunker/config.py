@@ -55,7 +55,8 @@ class Settings:
     body_timeout_seconds: float = setting(
         30.0,
         "a request body not whole within this many seconds is answered 408 and its connection"
-        " closed (1 MiB at 384 kbit/s, slow 3G, takes 22 s); imports are streamed, not bound",
+        " closed (1 MiB at 384 kbit/s, slow 3G, takes 22 s); an import, streamed, when no byte"
+        " came for that long",
     )
     max_future_seconds: int = setting(
         86_400,

@@ -7,6 +7,7 @@ framework handler would read it whole first); the work is in ``job.py``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import psycopg
 
 from eventbunker import _native
 from eventbunker.bulk.job import (
+    BodyStalled,
     ClientGone,
     ImportFailed,
     ImportJob,
@@ -62,8 +64,10 @@ class ImportEndpoint:
         enricher: _native.Enricher | None,
         metrics: Metrics,
         shard: int,
+        body_idle_timeout_s: float = 30.0,
     ) -> None:
         self._keys = keys
+        self._body_idle_timeout_s = body_idle_timeout_s
         self._conninfo = conninfo
         self._limits = limits
         self._enricher = enricher
@@ -116,7 +120,7 @@ class ImportEndpoint:
             shard=self._shard,
         )
         try:
-            outcome = await job.run(_body(receive))
+            outcome = await job.run(_body(receive, self._body_idle_timeout_s))
         except ImportFailed as failed:
             self._metrics.accepted += failed.outcome.accepted
             self._metrics.reject(failed.refusal.code)
@@ -142,10 +146,15 @@ class ImportEndpoint:
         return answer
 
 
-async def _body(receive: Receive) -> AsyncIterator[bytes]:
-    """The request body as it arrives."""
+async def _body(receive: Receive, idle_timeout_s: float) -> AsyncIterator[bytes]:
+    """The request body as it arrives; a pause longer than ``idle_timeout_s``
+    ends it (an import may take hours, but not stop sending)."""
     while True:
-        message = await receive()
+        try:
+            async with asyncio.timeout(idle_timeout_s):
+                message = await receive()
+        except TimeoutError:
+            raise BodyStalled(f"no byte of the body came for {idle_timeout_s:g} s") from None
         if message["type"] == "http.disconnect":
             raise ClientGone
         chunk = message.get("body", b"")

@@ -81,6 +81,10 @@ class ClientGone(Exception):
     """The client disconnected before the end of the body."""
 
 
+class BodyStalled(ClientGone):
+    """No byte of the body came for the idle bound: the client is stuck."""
+
+
 @dataclass(slots=True)
 class ImportOutcome:
     """What an import request did; committed work only."""
@@ -278,6 +282,8 @@ class ImportJob:
                 await handle(item)
             if isinstance(exc, BodyError):
                 failure = Refusal(ErrorCode.INVALID_GZIP, str(exc))
+            elif isinstance(exc, BodyStalled):
+                failure = Refusal(ErrorCode.REQUEST_TIMEOUT, str(exc))
             else:
                 failure = Refusal(ErrorCode.CLIENT_DISCONNECTED, "the client went away")
         except Exception:
