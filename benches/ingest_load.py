@@ -13,12 +13,10 @@ checks that every 202 of ours is a stored row.
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -28,6 +26,7 @@ from eventbunker.admin.projects import create_project
 from eventbunker.cluster import ManagedCluster
 from eventbunker.storage.migrate import migrate
 from processes import free_port, serve_command, stop, wait_until_up
+from wrk import LoadResult, run_wrk
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,39 +52,6 @@ USER_AGENT = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15"
     " (KHTML, like Gecko) Version/17.1 Safari/605.1.15"
 )
-
-
-@dataclass
-class LoadResult:
-    requests_per_s: float
-    p50_ms: float
-    p99_ms: float
-    non_2xx: int
-    requests: int
-
-
-def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-
-def run_wrk(url: str, script: Path, duration: int, connections: int) -> LoadResult:
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=duration + 60,
-    ).stdout
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.MULTILINE))
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return LoadResult(
-        requests_per_s=float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),  # type: ignore[index]
-        p50_ms=_ms(latency["50"]),
-        p99_ms=_ms(latency["99"]),
-        non_2xx=int(non_2xx[1]) if non_2xx else 0,
-        requests=int(re.search(r"(\d+) requests in", out)[1]),  # type: ignore[index]
-    )
 
 
 def main() -> None:

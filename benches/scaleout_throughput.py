@@ -26,12 +26,11 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from ingest_load import EVENT, USER_AGENT, WRK_SCRIPT, run_wrk
-
 from eventbunker.admin.projects import create_project
 from eventbunker.cluster import ManagedCluster
 from eventbunker.scaleout.stream import backlog, connect
 from eventbunker.storage.migrate import migrate
+from ingest_load import EVENT, USER_AGENT, WRK_SCRIPT
 from nats_cluster import NatsCluster, loopback_cluster, wait_for_jetstream
 from pg_meter import (
     Meter,
@@ -44,6 +43,7 @@ from pg_meter import (
     tree_cpu,
 )
 from processes import free_port, serve_command, stop, wait_until_up
+from wrk import run_wrk
 
 STREAM = "eventbunker-events"
 

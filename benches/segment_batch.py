@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import math
-import re
 import shutil
 import statistics
 import subprocess
@@ -34,13 +32,14 @@ from typing import Any
 
 import orjson
 import psycopg
-from ingest_load import USER_AGENT, LoadResult, _ms
 
 from eventbunker import _native
 from eventbunker.admin.projects import create_project
 from eventbunker.cluster import ManagedCluster
 from eventbunker.storage.migrate import migrate
+from ingest_load import USER_AGENT
 from processes import free_port, serve_command, stop, wait_until_up
+from wrk import LoadResult, run_wrk
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = 100
@@ -110,31 +109,6 @@ def segment(events: list[dict[str, Any]]) -> bytes:
             ],
             "sentAt": "2026-12-01T10:02:00Z",
         }
-    )
-
-
-def wrk_round(url: str, script: Path, duration: int, connections: int) -> LoadResult:
-    """One wrk run. Unlike ingest_load's, a missing latency figure (wrk left
-    out its 99th percentile in some rounds here) is reported as NaN with
-    wrk's output, not an exception."""
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=duration + 60,
-    ).stdout
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.MULTILINE))
-    if len(latency) < 2:
-        print(f"  (wrk printed no full latency distribution:)\n{out}")
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    requests = re.search(r"(\d+) requests in", out)
-    return LoadResult(
-        requests_per_s=0.0,
-        p50_ms=_ms(latency["50"]) if "50" in latency else math.nan,
-        p99_ms=_ms(latency["99"]) if "99" in latency else math.nan,
-        non_2xx=int(non_2xx[1]) if non_2xx else 0,
-        requests=int(requests[1]) if requests else 0,
     )
 
 
@@ -229,11 +203,11 @@ def main() -> None:
                 url = f"http://127.0.0.1:{port}"
                 wait_until_up(url + "/healthz", process)
                 for name in bodies:  # warm-up
-                    wrk_round(url + paths[name], scripts[name], 2, args.connections)
+                    run_wrk(url + paths[name], scripts[name], 2, args.connections)
                 for _ in range(args.rounds):
                     for name in bodies:
                         results[name].append(
-                            wrk_round(
+                            run_wrk(
                                 url + paths[name], scripts[name], args.duration, args.connections
                             )
                         )

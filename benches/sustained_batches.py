@@ -42,6 +42,7 @@ from eventbunker.cluster import ManagedCluster
 from eventbunker.storage.migrate import migrate
 from pg_meter import Meter, Periodic, export_rows, postmaster_pid, reset, run_baseline
 from processes import free_port, serve_command, stop, wait_until_up
+from wrk import LoadResult, run_wrk
 
 ROOT = Path(__file__).resolve().parent.parent
 GEOIP_DB = ROOT.parent / "shared/testdata/geoip/GeoIP2-City-Test.mmdb"
@@ -119,28 +120,6 @@ function request()
   }}, body)
 end
 {pacing}"""
-
-
-@dataclass
-class Wrk:
-    requests: int
-    non_2xx: int
-    seconds: float
-
-
-def run_wrk(url: str, script: Path, duration: float, connections: int) -> Wrk:
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{int(duration)}s", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=duration + 60,
-    ).stdout
-    requests = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)", out)
-    assert requests is not None, out
-    seconds = float(requests[2]) * {"ms": 0.001, "s": 1.0, "m": 60.0}[requests[3]]
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return Wrk(int(requests[1]), int(non_2xx[1]) if non_2xx else 0, seconds)
 
 
 class Sampler(Periodic):
@@ -315,7 +294,7 @@ def probe_latency(
         delay_ms = args.connections / requests_per_s * 1000
         script = tmp / "paced.lua"
         script.write_text(wrk_script(args.bodies, str(load_project["keys"]["write"]), delay_ms))
-        result: list[Wrk] = []
+        result: list[LoadResult] = []
         load = threading.Thread(
             target=lambda: result.append(
                 run_wrk(url + "/v1/events", script, args.probe_duration, args.connections)
