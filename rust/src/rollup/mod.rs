@@ -3,9 +3,12 @@
 //! The drainer and the import job hold a batch as `COPY events FROM STDIN`
 //! text ([`crate::ingest::copy`]). [`aggregate`] reads those rows once and
 //! folds them into one group per (project, event name, metric name, UTC
-//! minute, rollup dimensions), written again as COPY text for the
-//! `rollup_batch` staging table. PostgreSQL then gets one small COPY and
-//! per-level upserts instead of per-event work.
+//! minute, rollup dimensions), written as a JSON array of `rollups_minute`
+//! rows. PostgreSQL then gets one statement with that array as its one
+//! parameter (`json_populate_recordset`, storage/rollups.py) that upserts
+//! every level, instead of per-event work. A temporary staging table and
+//! COPY cost 3× the transaction rate of the drainer's small batches
+//! (20 vs 55 commits/s of 20 events, the whole transaction measured).
 //!
 //! Values are compared as their COPY text: our encoder escapes
 //! deterministically, so equal values have equal text.
@@ -15,7 +18,7 @@ use std::collections::HashMap;
 use crate::ingest::copy::{write_f64, NULL, SEP};
 use crate::ingest::EVENT_COLUMNS;
 
-/// The columns that key a group, in `rollup_batch` order (after the minute).
+/// The columns that key a group, after its minute (`bucket`).
 pub const KEY_COLUMNS: [&str; 7] = [
     "project_id",
     "event_name",
@@ -45,8 +48,10 @@ fn column(name: &str) -> usize {
         .expect("rollup column is an event column")
 }
 
-/// The rollup groups of `rows` (COPY text in `EVENT_COLUMNS` order) as COPY
-/// text: minute, the [`KEY_COLUMNS`], events, metric count, sum, min, max.
+/// The rollup groups of `rows` (COPY text in `EVENT_COLUMNS` order) as a
+/// JSON array of objects named as `rollups_minute`'s columns: `bucket`, the
+/// [`KEY_COLUMNS`], `events`, `metric_count`, `metric_sum`, `metric_min`,
+/// `metric_max`.
 /// Groups come out sorted by key so that concurrent upserts lock rows in
 /// one order. Rows that are not ours (wrong column count) are an error.
 pub fn aggregate(rows: &[u8]) -> Result<(Vec<u8>, usize), String> {
@@ -101,26 +106,91 @@ pub fn aggregate(rows: &[u8]) -> Result<(Vec<u8>, usize), String> {
     }
     let mut sorted: Vec<_> = groups.into_iter().collect();
     sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut out = Vec::with_capacity(sorted.len() * 128);
-    for (key, t) in &sorted {
-        out.extend_from_slice(&key[..MINUTE_PREFIX]);
-        out.extend_from_slice(b":00+00");
-        out.extend_from_slice(&key[MINUTE_PREFIX..]);
-        for n in [t.events, t.metric_count] {
-            out.push(SEP);
-            out.extend_from_slice(n.to_string().as_bytes());
+    let mut out = Vec::with_capacity(sorted.len() * 256 + 2);
+    out.push(b'[');
+    for (n, (key, t)) in sorted.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
         }
-        for v in [t.sum, t.min, t.max] {
-            out.push(SEP);
-            if t.metric_count == 0 {
-                out.extend_from_slice(NULL);
+        out.extend_from_slice(b"{\"bucket\":\"");
+        out.extend_from_slice(&key[..MINUTE_PREFIX]);
+        out.extend_from_slice(b":00+00\"");
+        for (name, value) in KEY_COLUMNS
+            .iter()
+            .zip(key[MINUTE_PREFIX + 1..].split(|&b| b == SEP))
+        {
+            write_member(&mut out, name);
+            if value == NULL {
+                out.extend_from_slice(b"null");
+            } else if *name == "project_id" {
+                out.extend_from_slice(value);
             } else {
-                write_f64(&mut out, v);
+                write_json_string(&mut out, value);
             }
         }
-        out.push(b'\n');
+        for (name, count) in [("events", t.events), ("metric_count", t.metric_count)] {
+            write_member(&mut out, name);
+            out.extend_from_slice(count.to_string().as_bytes());
+        }
+        for (name, v) in [
+            ("metric_sum", t.sum),
+            ("metric_min", t.min),
+            ("metric_max", t.max),
+        ] {
+            write_member(&mut out, name);
+            if t.metric_count == 0 {
+                out.extend_from_slice(b"null");
+            } else if v.is_finite() {
+                write_f64(&mut out, v);
+            } else {
+                // A sum past f64's range: float8's own spellings, as strings.
+                out.extend_from_slice(match v {
+                    v if v.is_nan() => b"\"NaN\"".as_slice(),
+                    v if v > 0.0 => b"\"Infinity\"",
+                    _ => b"\"-Infinity\"",
+                });
+            }
+        }
+        out.push(b'}');
     }
+    out.push(b']');
     Ok((out, sorted.len()))
+}
+
+fn write_member(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// Append the COPY text value `value` (our escapes: `\\`, `\n`, `\r`,
+/// `\t`) as a JSON string.
+fn write_json_string(out: &mut Vec<u8>, value: &[u8]) {
+    out.push(b'"');
+    let mut bytes = value.iter().copied();
+    while let Some(b) = bytes.next() {
+        let b = if b == b'\\' {
+            match bytes.next() {
+                Some(b'n') => b'\n',
+                Some(b'r') => b'\r',
+                Some(b't') => b'\t',
+                Some(other) => other,
+                None => break,
+            }
+        } else {
+            b
+        };
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            c if c < 0x20 => out.extend_from_slice(format!("\\u{c:04x}").as_bytes()),
+            c => out.push(c),
+        }
+    }
+    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -171,23 +241,62 @@ mod tests {
         .concat();
         let (out, n) = aggregate(rows.as_bytes()).unwrap();
         let text = String::from_utf8(out).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
+        let groups: Vec<&str> = text
+            .strip_prefix("[{")
+            .and_then(|t| t.strip_suffix("}]"))
+            .unwrap()
+            .split("},{")
+            .collect();
         assert_eq!(n, 4);
+        assert_eq!(groups.len(), 4);
         assert_eq!(
-            lines[0],
-            "2026-01-02 03:04:00+00\t1\tbuy\tprice\t\\N\tUS\t\\N\t\\N\t2\t2\t1.5\t-1.0\t2.5"
+            groups[0],
+            "\"bucket\":\"2026-01-02 03:04:00+00\",\"project_id\":1,\"event_name\":\"buy\",\
+             \"metric_name\":\"price\",\"customer_identifier\":null,\"geo_country\":\"US\",\
+             \"ua_device_type\":null,\"utm_source\":null,\"events\":2,\"metric_count\":2,\
+             \"metric_sum\":1.5,\"metric_min\":-1.0,\"metric_max\":2.5"
         );
-        assert_eq!(
-            lines[1],
-            "2026-01-02 03:04:00+00\t1\tview\t\\N\t\\N\tFR\t\\N\t\\N\t2\t0\t\\N\t\\N\t\\N"
+        assert!(groups[1].contains("\"event_name\":\"view\""));
+        assert!(groups[1].contains("\"geo_country\":\"FR\",\"ua_device_type\":null"));
+        assert!(groups[1].ends_with(
+            "\"events\":2,\"metric_count\":0,\"metric_sum\":null,\"metric_min\":null,\"metric_max\":null"
+        ));
+        assert!(groups[2].contains("\"geo_country\":\"US\""));
+        assert!(groups[3].starts_with("\"bucket\":\"2026-01-02 03:05:00+00\""));
+    }
+
+    #[test]
+    fn copy_escapes_become_json_escapes() {
+        // A customer id holding a tab, a backslash, a quote and a control byte.
+        let rows = row(
+            "2026-01-02 03:04:05+00",
+            "1",
+            "a\\\\b\\t\"c\u{1}",
+            None,
+            "FR",
         );
-        assert!(lines[2].starts_with("2026-01-02 03:04:00+00\t1\tview\t\\N\t\\N\tUS\t"));
-        assert!(lines[3].starts_with("2026-01-02 03:05:00+00\t1\tview\t"));
+        let (out, _) = aggregate(rows.as_bytes()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(r#""event_name":"a\\b\t\"c\u0001""#), "{text}");
+    }
+
+    #[test]
+    fn a_sum_past_the_range_is_spelled_as_float8_does() {
+        let big = "1e308";
+        let rows = [
+            row("2026-01-02 03:04:05+00", "1", "x", Some(("m", big)), "FR"),
+            row("2026-01-02 03:04:06+00", "1", "x", Some(("m", big)), "FR"),
+        ]
+        .concat();
+        let (out, _) = aggregate(rows.as_bytes()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\"metric_sum\":\"Infinity\""), "{text}");
+        assert!(text.contains("\"metric_max\":1e308"), "{text}");
     }
 
     #[test]
     fn refuses_foreign_rows() {
         assert!(aggregate(b"a\tb\n").is_err());
-        assert_eq!(aggregate(b"").unwrap().1, 0);
+        assert_eq!(aggregate(b"").unwrap(), (b"[]".to_vec(), 0));
     }
 }
