@@ -5,9 +5,10 @@ Three levels of the same table (``rollups_minute``, ``rollups_hour``,
 with the batch's COPY rows inside its transaction: the Rust extension folds
 the rows into per-minute groups (a JSON array), and one statement, whose one
 parameter is that array, upserts every level (a temporary staging table
-filled by COPY cost the drainer 3× its commit rate on small batches). A delete goes through :func:`delete_events`, which
-recomputes, from the rows that remain, every bucket it touched (min and max
-cannot be subtracted).
+filled by COPY cut the drainer's commit rate 3 times on small batches).
+A delete goes through :func:`delete_events`, which recomputes, from the
+rows that remain, every bucket it touched (min and max cannot be
+subtracted).
 """
 
 from __future__ import annotations
