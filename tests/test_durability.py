@@ -4,10 +4,12 @@ is on loopback, bounded in count and time."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -236,8 +238,11 @@ def test_full_spool_disk_refuses_then_recovers(
     assert result.duplicated == 0
 
 
-def _write_orphan_spool(directory: Path, project_id: int, events: int) -> list[int]:
-    """A dead worker's spool: one record per event, as the server writes them."""
+def _write_orphan_spool(
+    directory: Path, project_id: int, events: int, *, first_layout: bool = False
+) -> list[int]:
+    """A dead worker's spool: one record per event, as the server writes them
+    (``first_layout``: as the first version did, rows without distinct_id)."""
     directory.mkdir(parents=True)
     ends = []
     with segment_path(directory, 1).open("wb") as f:
@@ -253,9 +258,52 @@ def _write_orphan_spool(directory: Path, project_id: int, events: int) -> list[i
                 referer=None,
                 limits=_native.Limits(),
             )
-            f.write(prepared.record)
+            f.write(_first_layout(prepared.record) if first_layout else prepared.record)
             ends.append(f.tell())
     return ends
+
+
+def _first_layout(record: bytes) -> bytes:
+    """``record`` as the first spool layout framed it: 36-column rows (no
+    trailing ``distinct_id``), the same frame and checksum."""
+    payload = record[10:]
+    ids_length = int.from_bytes(payload[20:24], "little")
+    rows_at = 24 + ids_length
+    rows = payload[rows_at:]
+    assert rows.endswith(b"\t\\N\n") and rows.count(b"\n") == 1
+    payload = payload[:rows_at] + rows[: -len(b"\t\\N\n")] + b"\n"
+    return (
+        b"EB"
+        + len(payload).to_bytes(4, "little")
+        + zlib.crc32(payload).to_bytes(4, "little")
+        + payload
+    )
+
+
+def test_a_spool_left_by_the_first_version_is_stored_after_an_upgrade(
+    cluster: ManagedCluster, fdb: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    """Rows spooled before distinct_id existed are stored, with no distinct_id."""
+    project = create_project(fdb, "first-layout")
+    spool_root = tmp_path / "spool"
+    tag = hashlib.sha256(cluster.conninfo.encode()).hexdigest()[:12]
+    orphan = spool_root / tag / "old-worker"
+    _write_orphan_spool(orphan, project["id"], 20, first_layout=True)
+    server = start_server(
+        cluster.conninfo, tmp_path, "--workers", "1", "--spool-dir", str(spool_root)
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while orphan.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop_server(server)
+    got = fdb.execute(
+        "SELECT (properties->>'seq')::int, distinct_id FROM events WHERE project_id = %s",
+        (project["id"],),
+    ).fetchall()
+    assert sorted(got) == [(seq, None) for seq in range(20)]
+    assert not orphan.exists(), "a replayed spool is removed"
 
 
 @pytest.mark.parametrize("damage", ["truncated", "bit-flipped"])
@@ -264,8 +312,6 @@ def test_damaged_spool_keeps_every_complete_record_before_the_damage(
 ) -> None:
     project = create_project(fdb, f"damaged-{damage}")
     spool_root = tmp_path / "spool"
-    import hashlib
-
     tag = hashlib.sha256(cluster.conninfo.encode()).hexdigest()[:12]
     orphan = spool_root / tag / "dead-worker"
     ends = _write_orphan_spool(orphan, project["id"], 100)

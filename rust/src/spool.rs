@@ -18,6 +18,7 @@ use std::ops::Range;
 
 use crate::ingest::json::{self, JsonLimits, Node};
 use crate::ingest::lines::write_id_row;
+use crate::ingest::EVENT_COLUMNS;
 
 pub const MAGIC: &[u8; 2] = b"EB";
 /// What a preallocated, never written part of a segment reads as.
@@ -240,6 +241,7 @@ pub fn select(
     let mut index: HashMap<(i64, i64), usize> = HashMap::new();
     for record in records {
         let all = &data[record.rows.clone()];
+        let first_layout = has_first_layout(all);
         let stored = match (&mut claimed, &record.event_ids) {
             (Some(claimed), Some(ids)) => {
                 let mut kept = 0;
@@ -250,14 +252,14 @@ pub fn select(
                         Some(id) => claimed.remove(&(record.project_id, id.clone())),
                     };
                     if keep {
-                        rows.extend_from_slice(row);
+                        push_rows(&mut rows, row, first_layout);
                         kept += 1;
                     }
                 }
                 kept
             }
             _ => {
-                rows.extend_from_slice(all);
+                push_rows(&mut rows, all, first_layout);
                 record.count
             }
         };
@@ -282,6 +284,30 @@ pub fn select(
         counter.latency_ms_max = counter.latency_ms_max.max(latency_ms);
     }
     (rows, counters)
+}
+
+/// Columns of the rows in the records of the first spool layout, written
+/// before `distinct_id` (the last column) existed: a spool left by an older
+/// version is stored after an upgrade, its events with no distinct_id.
+const FIRST_LAYOUT_COLUMNS: usize = EVENT_COLUMNS.len() - 1;
+
+/// Whether a record's rows have the first layout (its first row tells).
+fn has_first_layout(rows: &[u8]) -> bool {
+    let first = rows.split(|&b| b == b'\n').next().unwrap_or_default();
+    first.iter().filter(|&&b| b == b'\t').count() + 1 == FIRST_LAYOUT_COLUMNS
+}
+
+/// Append `rows` (whole lines), each given a null `distinct_id` when they
+/// have the first layout.
+fn push_rows(out: &mut Vec<u8>, rows: &[u8], first_layout: bool) {
+    if !first_layout {
+        out.extend_from_slice(rows);
+        return;
+    }
+    for row in rows.split_inclusive(|&b| b == b'\n') {
+        out.extend_from_slice(row.strip_suffix(b"\n").unwrap_or(row));
+        out.extend_from_slice(b"\t\\N\n");
+    }
 }
 
 #[cfg(test)]
@@ -370,5 +396,34 @@ mod tests {
         let (all, counters) = select(&data, &records, None, day);
         assert_eq!(all, b"x\nn\nx2\ny\np2\n");
         assert_eq!(counters.iter().map(|c| c.events).sum::<u64>(), 5);
+    }
+
+    #[test]
+    fn rows_of_the_first_layout_get_a_null_distinct_id() {
+        let old_row = |v: &str| vec![v; FIRST_LAYOUT_COLUMNS].join("\t") + "\n";
+        let old = [old_row("a"), old_row("b")].concat();
+        let new = vec!["c"; EVENT_COLUMNS.len()].join("\t") + "\n";
+        let data = [
+            encode_record(1, 5, 2, &ids(&[None, Some("i")]), old.as_bytes()),
+            encode_record(1, 5, 1, &ids(&[None]), new.as_bytes()),
+        ]
+        .concat();
+        let (records, _, _) = decode(&data, 1, 0);
+        let upgraded = [
+            old_row("a").replace('\n', "\t\\N\n"),
+            old_row("b").replace('\n', "\t\\N\n"),
+        ]
+        .concat();
+        let (rows, _) = select(&data, &records, None, 5);
+        assert_eq!(String::from_utf8(rows).unwrap(), upgraded.clone() + &new);
+        let claimed: HashSet<(i64, String)> = [(1, "i".to_owned())].into();
+        let (rows, _) = select(&data, &records, Some(claimed), 5);
+        assert_eq!(String::from_utf8(rows).unwrap(), upgraded + &new);
+        for row in String::from_utf8(select(&data, &records, None, 5).0)
+            .unwrap()
+            .lines()
+        {
+            assert_eq!(row.split('\t').count(), EVENT_COLUMNS.len());
+        }
     }
 }
