@@ -5,9 +5,11 @@ in the same run on the same machine; wrk drives them from the same 2 cores
 with 64 connections on loopback. Ours answers 202 only once each event is
 committed in TimescaleDB; the baseline (benches/baseline_app.py) parses the
 JSON and answers 202. Prints events/s, p50/p99 latency and the ratio, and
-checks that every 202 of ours is a stored row.
+checks that every 202 of ours is a stored row; and where the CPU went: CPU
+microseconds per request of the server's processes, PostgreSQL's and wrk's.
+``--profile`` also samples our workers with py-spy in the last round.
 
-    .venv/bin/python benches/ingest_load.py [--duration 10] [--rounds 2]
+    .venv/bin/python benches/ingest_load.py [--duration 10] [--rounds 2] [--profile]
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import orjson
 import psycopg
 
+from cpu import CpuMeter, Profile, postmaster_pid
 from eventbunker.admin.projects import create_project
 from eventbunker.cluster import ManagedCluster
 from eventbunker.storage.migrate import migrate
@@ -68,6 +71,9 @@ def main() -> None:
         default=ROOT.parent / "shared/testdata/geoip/GeoIP2-City-Test.mmdb",
         help="MaxMind .mmdb for our server's GeoIP enrichment (skipped if missing)",
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy our workers in the last round"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk (or make setup)")
@@ -88,9 +94,17 @@ def main() -> None:
                 WRK_SCRIPT.format(body=body, key=project["keys"]["write"], user_agent=USER_AGENT)
             )
             results: dict[str, list[LoadResult]] = {"baseline": [], "eventbunker": []}
-            for _ in range(args.rounds):
+            cpu: dict[str, list[dict[str, float]]] = {"baseline": [], "eventbunker": []}
+            profile = None
+            for round_ in range(args.rounds):
                 for name in results:
-                    results[name].append(measure(name, cluster.conninfo, script, args, Path(tmp)))
+                    last = args.profile and name == "eventbunker" and round_ == args.rounds - 1
+                    result, used, profile_ = measure(
+                        name, cluster, script, args, Path(tmp), profile=last
+                    )
+                    results[name].append(result)
+                    cpu[name].append(used)
+                    profile = profile_ or profile
             with psycopg.connect(cluster.conninfo) as conn:
                 row = conn.execute(
                     "SELECT count(*) FROM events WHERE project_id = %s", (project["id"],)
@@ -106,14 +120,27 @@ def main() -> None:
     )
     for name, runs in results.items():
         for i, r in enumerate(runs, 1):
-            row = f"{r.requests_per_s:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.non_2xx:>8}"
-            print(f"{name:<12} {i:>5} {row}")
+            line = f"{r.requests_per_s:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.non_2xx:>8}"
+            print(f"{name:<12} {i:>5} {line}")
     best = {name: max(r.requests_per_s for r in runs) for name, runs in results.items()}
     ratio = best["eventbunker"] / best["baseline"]
     print(
         f"\nbest events/s: eventbunker {best['eventbunker']:.0f}, baseline {best['baseline']:.0f}"
     )
     print(f"ratio eventbunker / bare Litestar: {ratio:.2f}")
+    print("\nCPU microseconds per request (all rounds):")
+    print(f"{'server':<12} {'ours':>8} {'postgres':>9} {'wrk':>8} {'total':>8}")
+    for name, runs in results.items():
+        requests = sum(r.requests for r in runs)
+        used = {k: sum(c.get(k, 0.0) for c in cpu[name]) * 1e6 / requests for k in cpu[name][0]}
+        total = sum(used.values())
+        print(
+            f"{name:<12} {used['server']:>8.1f} {used.get('postgres', 0.0):>9.1f}"
+            f" {used['wrk']:>8.1f} {total:>8.1f}"
+        )
+    if profile is not None:
+        print()
+        print(profile)
     # wrk stops mid-request at its deadline, so a few acknowledged requests may
     # not be counted by wrk; stored rows must be at least what wrk saw as 202.
     print(f"202s counted by wrk: {acknowledged}; rows stored: {stored}")
@@ -122,8 +149,15 @@ def main() -> None:
 
 
 def measure(
-    name: str, conninfo: str, script: Path, args: argparse.Namespace, tmp: Path
-) -> LoadResult:
+    name: str,
+    cluster: ManagedCluster,
+    script: Path,
+    args: argparse.Namespace,
+    tmp: Path,
+    *,
+    profile: bool = False,
+) -> tuple[LoadResult, dict[str, float], str | None]:
+    conninfo = cluster.conninfo
     port = free_port()
     if name == "baseline":
         command = [
@@ -155,7 +189,15 @@ def measure(
         url = f"http://127.0.0.1:{port}"
         wait_until_up(url + "/", process)
         run_wrk(url + "/v1/events", script, 2, args.connections)  # warm-up
-        return run_wrk(url + "/v1/events", script, args.duration, args.connections)
+        roots = {"server": process.pid}
+        if name != "baseline":
+            roots["postgres"] = postmaster_pid(cluster.pg_dir)
+        meter = CpuMeter(roots)
+        spy = Profile(process.pid, args.duration, tmp) if profile else None
+        meter.start()
+        result = run_wrk(url + "/v1/events", script, args.duration, args.connections)
+        used = meter.stop()
+        return result, used, spy.report() if spy is not None else None
     finally:
         stop(process)
 
