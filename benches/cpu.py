@@ -76,7 +76,10 @@ def postmaster_pid(pg_dir: Path) -> int:
 
 
 class Profile:
-    """py-spy sampling every worker of a server for ``duration_s``."""
+    """py-spy sampling every worker of a server for ``duration_s``: the thread
+    holding the GIL only (threads blocked in fdatasync, the loop waiting in
+    Granian's runtime and Rust code that released the GIL are left out; the
+    CPU table says how much those cost)."""
 
     def __init__(self, server_pid: int, duration_s: float, out_dir: Path) -> None:
         beside = Path(sys.prefix) / "bin/py-spy"
@@ -101,6 +104,7 @@ class Profile:
                     "--output",
                     str(path),
                     "--nonblocking",
+                    "--gil",
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
