@@ -16,7 +16,7 @@ import psycopg
 from litestar import Litestar, MediaType, Response, get
 from litestar.openapi import OpenAPIConfig
 
-from eventbunker.admin.api import admin_handlers
+from eventbunker.admin.api import admin_router
 from eventbunker.admin.store import AdminStore
 from eventbunker.body_limit import BodyLimit
 from eventbunker.bulk.endpoint import IMPORT_PATH, PROGRESS_PREFIX, ImportEndpoint
@@ -116,7 +116,8 @@ def create_app(settings: Settings | None = None) -> RawRouter:
             readyz,
             prometheus_metrics,
             query_api.router,
-            *admin_handlers(admin_store),
+            admin_router(admin_store),
+            imports.progress_router(),
             *web_handlers(admin_store, ingest.enricher),
             *posthog_config_handlers(),
             *segment_settings_handlers(),
@@ -129,12 +130,14 @@ def create_app(settings: Settings | None = None) -> RawRouter:
         ),
         logging_config=None,
     )
-    # The raw ASGI routes, before Litestar (routing.py says why).
+    body_limit = BodyLimit(app, settings.max_body_bytes, settings.body_timeout_seconds)
+    # The raw ASGI routes, before Litestar (routing.py says why). An import's
+    # progress is Litestar's, listed here for the router's preflight and 405s
+    # of the import's write-key paths.
     raw_routes = [
         RawRoute("POST", INGEST_PATH, ingest.endpoint),
         RawRoute("POST", IMPORT_PATH, imports.start),
-        RawRoute("GET", PROGRESS_PREFIX, imports.progress),
+        RawRoute("GET", PROGRESS_PREFIX, body_limit),
     ]
     raw_routes += sdk_routes(ingest.endpoint, keys)
-    body_limit = BodyLimit(app, settings.max_body_bytes, settings.body_timeout_seconds)
     return RawRouter(body_limit, raw_routes)

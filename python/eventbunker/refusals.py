@@ -31,11 +31,15 @@ def exception_handlers(
     headers: Mapping[str, str] | None = None,
     *,
     challenge: str | None = None,
+    count: Callable[[str], None] | None = None,
 ) -> ExceptionHandlersMap:
     """Handlers answering refusals with ``headers``; an invalid body or query
-    string is ``invalid``; a 401 carries ``WWW-Authenticate: challenge``."""
+    string is ``invalid``; a 401 carries ``WWW-Authenticate: challenge``;
+    ``count`` is told the code of every refusal (the metrics)."""
 
     def answer(refusal: Refusal, more: Mapping[str, str] | None = None) -> Response[bytes]:
+        if count is not None:
+            count(refusal.code)
         all_headers = {**(headers or {}), **(more or {})}
         if challenge and refusal.status == 401:
             all_headers["WWW-Authenticate"] = challenge

@@ -37,6 +37,7 @@ from litestar.openapi.spec import (
 )
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 
+from eventbunker.admin.keys import KEY_KINDS
 from eventbunker.errors import ErrorCode
 
 _STRING = Schema(type=OpenAPIType.STRING)
@@ -104,7 +105,6 @@ class ErrorDocument(msgspec.Struct):
 
 
 ERROR_REF = Reference(ref="#/components/schemas/ErrorDocument")
-KEY_KINDS = ("write", "query", "delete")
 
 
 def _security_schemes() -> dict[str, SecurityScheme | Reference]:

@@ -18,17 +18,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from litestar import Request, Router, post
+from litestar import Router, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import ResponseHeader
-from litestar.di import Provide
-from litestar.handlers import BaseRouteHandler
 from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from eventbunker.config import Settings
 from eventbunker.errors import ErrorCode, Refusal
-from eventbunker.ingest.auth import ApiKey, KeyCache, presented_secret
+from eventbunker.ingest.auth import KEY_DEPENDENCY, ApiKey, KeyCache, key_guard
 from eventbunker.ops.openapi import RetryAfterDocumented, error_answers, key_security
 from eventbunker.query import planner
 from eventbunker.query.builder import Scope, delete_condition
@@ -48,7 +46,6 @@ log = logging.getLogger(__name__)
 
 POOL_WAIT_S = 5.0
 NO_STORE = {"Cache-Control": "no-store"}
-KEY_STATE = "api_key"  # where the guard leaves the authenticated key
 
 # Per transaction: the time limit; no JIT (its compile time, 100+ ms, costs more
 # than it saves on these scans); memory for hash aggregates and sorts, which
@@ -112,24 +109,10 @@ class QueryApi:
             self._opened = False
 
     def _make_router(self) -> Router:
-        def guard(
-            kind: str,
-        ) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Any]:
-            async def authenticate(
-                connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
-            ) -> None:
-                _refuse_browsers(connection)
-                secret = presented_secret(
-                    connection.headers.get("x-api-key"), connection.headers.get("authorization")
-                )
-                connection.state[KEY_STATE] = await self._keys.require(secret, kind)
-
-            return authenticate
-
         common: dict[str, Any] = {
             "status_code": 200,
             "operation_class": RetryAfterDocumented,
-            "dependencies": {"key": Provide(_authenticated_key, sync_to_thread=False)},
+            "dependencies": KEY_DEPENDENCY,
         }
 
         @post(
@@ -138,7 +121,7 @@ class QueryApi:
             description="Properties are stored column names, `metric_value`, `timestamp` or"
             " `properties.a.b` paths. A key with a customer_identifier sees only that"
             " customer's events.",
-            guards=[guard("query")],
+            guards=[_refuse_browsers, key_guard(self._keys, "query")],
             security=key_security("query"),
             responses=_errors("query"),
             **common,
@@ -156,7 +139,7 @@ class QueryApi:
             summary="Delete events (delete key)",
             description="Deletes the events the selection matches (event_name, metric_name,"
             ' timeframe, filters); an empty selection is refused unless "all": true.',
-            guards=[guard("delete")],
+            guards=[_refuse_browsers, key_guard(self._keys, "delete")],
             security=key_security("delete"),
             responses=_errors("delete"),
             **common,
@@ -243,12 +226,7 @@ def _scope(key: ApiKey) -> Scope:
     return Scope(key.project_id, key.customer_identifier)
 
 
-def _authenticated_key(request: Request[Any, Any, Any]) -> ApiKey:
-    key: ApiKey = request.state[KEY_STATE]
-    return key
-
-
-def _refuse_browsers(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+def _refuse_browsers(connection: ASGIConnection[Any, Any, Any, Any], _: Any) -> None:
     headers = connection.headers
     if "origin" in headers or headers.get("sec-fetch-mode", "").lower() == "cors":
         raise Refusal(
