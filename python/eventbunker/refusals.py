@@ -3,15 +3,20 @@ give every error the API's one shape (``errors.py``), Litestar's own too (a
 body its validation refused, 404, 405).
 
 A layer (the app, a router) takes ``exception_handlers(...)`` with the code
-its invalid bodies are answered with and the headers its errors carry.
+its invalid bodies are answered with and the headers its errors carry, and
+``strict_bodies(...)`` as its ``before_request``: Litestar converts a body to
+its Struct in msgspec's lax mode (``"30"`` would pass for the integer 30),
+and our contract is strict, so the body is first decoded strictly against
+the handler's ``data`` Struct (once per request, by msgspec).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.types import ExceptionHandlersMap
@@ -58,13 +63,29 @@ def exception_handlers(
     return handlers  # type: ignore[return-value]
 
 
+def strict_bodies(invalid: ErrorCode) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:
+    """A ``before_request`` hook: the body must be its handler's ``data`` type, strictly."""
+
+    async def check(request: Request[Any, Any, Any]) -> None:
+        data = request.route_handler.parsed_fn_signature.parameters.get("data")
+        if data is None:
+            return
+        try:
+            msgspec.json.decode(await request.body(), type=data.annotation, strict=True)
+        except msgspec.ValidationError as exc:
+            raise _invalid(str(exc), invalid) from None
+        except msgspec.DecodeError as exc:
+            raise _malformed(str(exc)) from None
+
+    return check
+
+
 def framework_refusal(exc: HTTPException, invalid: ErrorCode) -> Refusal:
     """What Litestar raised, as a refusal of the catalogue."""
     if isinstance(exc, ValidationException):
         return validation_refusal(exc, invalid)
     if isinstance(exc.__cause__, SerializationException):  # the body is not JSON
-        message = f"the body is not valid JSON: {exc.detail}"
-        return Refusal(ErrorCode.MALFORMED_JSON, message, _detail(None, "body", message))
+        return _malformed(exc.detail)
     code = ErrorCode.for_status(exc.status_code)
     if code.status == exc.status_code:
         return Refusal(code, exc.detail)
@@ -72,9 +93,19 @@ def framework_refusal(exc: HTTPException, invalid: ErrorCode) -> Refusal:
 
 
 def validation_refusal(exc: ValidationException, code: ErrorCode) -> Refusal:
-    """Litestar's validation error, its field named as our own validation names
+    """Litestar's validation error (a query string's, a path's) as ours."""
+    return _invalid(str(exc.__cause__ or exc.detail), code)
+
+
+def _malformed(error: str) -> Refusal:
+    message = f"the body is not valid JSON: {error}"
+    return Refusal(ErrorCode.MALFORMED_JSON, message, _detail(None, "body", message))
+
+
+def _invalid(error: str, code: ErrorCode) -> Refusal:
+    """A msgspec validation error, its field named as our own validation names
     it (``filters[0].value``, the list position in ``index``)."""
-    field, message = _located(str(exc.__cause__ or exc.detail))
+    field, message = _located(error)
     index = _INDEX.search(field)
     return Refusal(
         code,

@@ -48,7 +48,7 @@ from eventbunker.admin.schemas import (
 from eventbunker.admin.store import AdminStore, StorageUnavailable
 from eventbunker.errors import ErrorCode, Refusal
 from eventbunker.ops.openapi import RetryAfterDocumented, error_answers, key_security
-from eventbunker.refusals import exception_handlers
+from eventbunker.refusals import exception_handlers, strict_bodies
 
 NO_STORE = {"Cache-Control": "no-store"}
 CHALLENGE = 'Bearer realm="eventbunker-admin"'
@@ -121,6 +121,7 @@ class AdminApi:
             "/",
             route_handlers=self._handlers(),
             guards=[admin_guard],
+            before_request=strict_bodies(ErrorCode.INVALID_REQUEST),
             dependencies={"admin": Provide(_admin_key, sync_to_thread=False)},
             exception_handlers=exception_handlers(
                 ErrorCode.INVALID_REQUEST, NO_STORE, challenge=CHALLENGE

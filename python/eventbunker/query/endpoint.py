@@ -39,7 +39,7 @@ from eventbunker.query.request import (
     parse_delete,
     parse_query,
 )
-from eventbunker.refusals import exception_handlers
+from eventbunker.refusals import exception_handlers, strict_bodies
 from eventbunker.storage.rollups import delete_events
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,7 @@ class QueryApi:
         return Router(
             "/",
             route_handlers=[query, delete],
+            before_request=strict_bodies(ErrorCode.INVALID_QUERY),
             response_headers=[ResponseHeader(name="Cache-Control", value="no-store")],
             exception_handlers=exception_handlers(ErrorCode.INVALID_QUERY, NO_STORE),
         )
