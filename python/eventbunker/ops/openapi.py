@@ -35,7 +35,7 @@ from litestar.openapi.spec import (
 from litestar.openapi.spec import (
     OpenAPIMediaType as MediaType,
 )
-from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
+from litestar.openapi.spec.enums import OpenAPIType
 
 from eventbunker.admin.keys import KEY_KINDS
 from eventbunker.errors import ErrorCode
@@ -73,11 +73,6 @@ EVENT_SCHEMA = Schema(
     description="Fields not listed here are stored as-is in `properties`.",
 )
 
-_TIMESTAMP = Schema(
-    type=OpenAPIType.STRING,
-    format=OpenAPIFormat.DATE_TIME,
-    description="RFC 3339 with an offset",
-)
 _RETRY_AFTER: dict[str, OpenAPIHeader | Reference] = {
     "Retry-After": OpenAPIHeader(
         schema=Schema(type=OpenAPIType.INTEGER, minimum=0),

@@ -21,6 +21,7 @@ import psycopg
 from litestar import Router, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import ResponseHeader
+from litestar.openapi import ResponseSpec
 from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -56,7 +57,7 @@ _SET_LIMITS = (
 )
 
 
-def _errors(kind: str) -> dict[int, Any]:
+def _errors(kind: str) -> dict[int, ResponseSpec]:
     return error_answers(
         {
             400: "Malformed JSON, or an invalid request; details name the field",
