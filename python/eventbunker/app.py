@@ -13,11 +13,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-from litestar import Litestar, MediaType, Request, Response, get
-from litestar.exceptions import HTTPException
+from litestar import Litestar, MediaType, Response, get
 from litestar.openapi import OpenAPIConfig
 
-from eventbunker.admin.api import admin_handlers
+from eventbunker.admin.api import admin_router
 from eventbunker.admin.store import AdminStore
 from eventbunker.body_limit import BodyLimit
 from eventbunker.bulk.endpoint import IMPORT_PATH, PROGRESS_PREFIX, ImportEndpoint
@@ -27,12 +26,13 @@ from eventbunker.compat.routes import (
     segment_settings_handlers,
 )
 from eventbunker.config import UNSET_PATH, Settings
-from eventbunker.errors import ErrorCode, error_document
+from eventbunker.errors import ErrorCode
 from eventbunker.ingest.auth import KeyCache
 from eventbunker.ingest.pipeline import IngestPipeline
 from eventbunker.ops.metrics import Metrics
-from eventbunker.ops.openapi import document_admin, document_ingest, document_query
+from eventbunker.ops.openapi import COMPONENTS, document_raw_routes
 from eventbunker.query.endpoint import QueryApi
+from eventbunker.refusals import exception_handlers
 from eventbunker.routing import RawRoute, RawRouter
 from eventbunker.web import template_config, web_handlers
 
@@ -97,9 +97,7 @@ def create_app(settings: Settings | None = None) -> RawRouter:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        document_ingest(app)
-        document_query(app)
-        document_admin(app)
+        document_raw_routes(app)
         await metrics.start()
         await keys.start()
         await ingest.start()
@@ -117,35 +115,29 @@ def create_app(settings: Settings | None = None) -> RawRouter:
             healthz,
             readyz,
             prometheus_metrics,
-            *query_api.handlers,
-            *admin_handlers(admin_store),
+            query_api.router,
+            admin_router(admin_store),
+            imports.progress_router(),
             *web_handlers(admin_store, ingest.enricher),
             *posthog_config_handlers(),
             *segment_settings_handlers(),
         ],
         lifespan=[lifespan, admin_store.lifespan],
         template_config=template_config(),
-        exception_handlers={HTTPException: _http_error},
-        openapi_config=OpenAPIConfig(title="EventBunker", version="0.1.0", path="/schema"),
+        exception_handlers=exception_handlers(ErrorCode.INVALID_REQUEST),
+        openapi_config=OpenAPIConfig(
+            title="EventBunker", version="0.1.0", path="/schema", components=COMPONENTS
+        ),
         logging_config=None,
     )
-    # The raw ASGI routes, before Litestar (routing.py says why).
+    body_limit = BodyLimit(app, settings.max_body_bytes, settings.body_timeout_seconds)
+    # The raw ASGI routes, before Litestar (routing.py says why). An import's
+    # progress is Litestar's, listed here for the router's preflight and 405s
+    # of the import's write-key paths.
     raw_routes = [
         RawRoute("POST", INGEST_PATH, ingest.endpoint),
         RawRoute("POST", IMPORT_PATH, imports.start),
-        RawRoute("GET", PROGRESS_PREFIX, imports.progress),
+        RawRoute("GET", PROGRESS_PREFIX, body_limit),
     ]
     raw_routes += sdk_routes(ingest.endpoint, keys)
-    body_limit = BodyLimit(app, settings.max_body_bytes, settings.body_timeout_seconds)
     return RawRouter(body_limit, raw_routes)
-
-
-def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
-    """Litestar's own errors (404, 405, validation) in the API's error shape."""
-    code = ErrorCode.for_status(exc.status_code)
-    details = exc.extra if isinstance(exc.extra, list) else None
-    return Response(
-        error_document(code, exc.detail, details),
-        status_code=exc.status_code,
-        headers=exc.headers,
-    )

@@ -78,7 +78,8 @@ class ErrorCode(StrEnum):
     @classmethod
     def for_status(cls, status: int) -> ErrorCode:
         """The code of an error the framework raised with only a status."""
-        return {404: cls.NOT_FOUND, 405: cls.METHOD_NOT_ALLOWED}.get(status, cls.INVALID_REQUEST)
+        known = {404: cls.NOT_FOUND, 405: cls.METHOD_NOT_ALLOWED, 500: cls.INTERNAL_ERROR}
+        return known.get(status, cls.INVALID_REQUEST)
 
 
 def error_document(code: str, message: str, details: Details | None = None) -> dict[str, Any]:

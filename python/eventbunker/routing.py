@@ -5,7 +5,10 @@ cost more than the whole ingest endpoint on a single-event POST, and an
 import's body must be streamed rather than read whole. They are rows of one
 table (``RawRoute``: method and path → endpoint, see ``app.py``); the router
 answers their CORS preflight and wrong methods, and hands every other request
-to Litestar. ``ops/openapi.py`` describes the raw routes in the schema.
+to Litestar (a row whose endpoint is Litestar itself keeps a Litestar route
+under the router's preflight, as for an import's progress).
+``ops/openapi.py`` describes the raw routes in the schema; Litestar
+describes the rest.
 """
 
 from __future__ import annotations

@@ -3,50 +3,82 @@
 ``Authorization: Bearer eba_...`` (or ``X-Api-Key``) on every request.
 
 - ``GET/POST /v1/projects``, ``GET/PATCH/DELETE /v1/projects/{id}``
+- ``PUT /v1/projects/{id}/retention``
 - ``GET/POST /v1/projects/{id}/keys``, ``DELETE /v1/projects/{id}/keys/{key_id}`` (revoke)
 - ``GET /v1/usage?start=YYYY-MM-DD&end=YYYY-MM-DD[&project_id=N]``
 
-A project of another account answers 404, like one that does not exist; a
-project key (write, query, delete) answers 403. Errors have the API's one
-shape, ``{"error": {"code", "message", "details"}}``.
+Ordinary Litestar handlers: the router's guard authenticates the admin key
+(before the body is read), Litestar validates the bodies against the Structs
+of ``admin/schemas.py`` and documents them. A project of another account
+answers 404, like one that does not exist; a project key (write, query,
+delete) answers 403. Errors have the API's one shape,
+``{"error": {"code", "message", "details"}}``. A new route is one more
+handler in ``AdminApi._handlers``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-import orjson
-from litestar import MediaType, Request, Response, delete, get, patch, post, put
+from litestar import Request, Router, delete, get, patch, post, put
+from litestar.connection import ASGIConnection
+from litestar.datastructures import ResponseHeader
+from litestar.di import Provide
 from litestar.handlers import HTTPRouteHandler
 
 from eventbunker.admin import accounts, usage
 from eventbunker.admin.accounts import AdminKey, AdminKeyStatus, NotFound
 from eventbunker.admin.projects import AdminError
+from eventbunker.admin.schemas import (
+    CreatedKey,
+    CreatedProject,
+    DeletedProject,
+    KeyList,
+    NewKey,
+    Project,
+    ProjectList,
+    ProjectName,
+    ProjectRetention,
+    Retention,
+    RevokedKey,
+    UsageReport,
+    answer,
+)
 from eventbunker.admin.store import AdminStore, StorageUnavailable
-from eventbunker.errors import ErrorCode, Refusal, field_detail
+from eventbunker.errors import ErrorCode, Refusal
+from eventbunker.ops.openapi import RetryAfterDocumented, error_answers, key_security
+from eventbunker.refusals import exception_handlers, strict_bodies
 
 NO_STORE = {"Cache-Control": "no-store"}
+CHALLENGE = 'Bearer realm="eventbunker-admin"'
+ADMIN_STATE = "admin_key"  # where the guard leaves the authenticated admin key
+
+_Result = TypeVar("_Result")
+
+ERRORS = error_answers(
+    {
+        400: "An invalid request; the details name the field",
+        401: "Missing or unknown admin key",
+        403: "A revoked admin key, or a project key",
+        404: "No such project or key in this account",
+        413: "Body over the limit",
+        503: "Storage unavailable; see Retry-After",
+    }
+)
 
 
-def refused(refusal: Refusal) -> Response[bytes]:
-    headers = dict(NO_STORE)
-    if refusal.status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="eventbunker-admin"'
-    return refusal.response(headers)
-
-
-def bearer_secret(request: Request[Any, Any, Any]) -> str | None:
-    auth = request.headers.get("authorization", "")
+def bearer_secret(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    auth = connection.headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip() or None
-    return request.headers.get("x-api-key") or None
+    return connection.headers.get("x-api-key") or None
 
 
 async def authenticate(store: AdminStore, secret: str | None) -> AdminKey:
     if not secret:
         raise Refusal(ErrorCode.MISSING_KEY, "send an account admin key in Authorization: Bearer")
-    result = await store.run(accounts.authenticate_admin, secret)
+    result = await run(store, accounts.authenticate_admin, secret)
     if isinstance(result, AdminKey):
         return result
     if result == AdminKeyStatus.PROJECT_KEY:
@@ -58,104 +90,74 @@ async def authenticate(store: AdminStore, secret: str | None) -> AdminKey:
     raise Refusal(ErrorCode.UNKNOWN_KEY, "this key does not exist")
 
 
-def _json(answer: Any, status: int = 200) -> Response[bytes]:
-    return Response(
-        orjson.dumps(answer), status_code=status, media_type=MediaType.JSON, headers=NO_STORE
-    )
-
-
-async def _object_body(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    raw = await request.body()
+async def run(store: AdminStore, action: Callable[..., _Result], *args: Any) -> _Result:
+    """``action(conn, *args)`` on the store, its failures as refusals."""
     try:
-        body = orjson.loads(raw or b"{}")
-    except orjson.JSONDecodeError as exc:
-        raise Refusal(
-            ErrorCode.MALFORMED_JSON,
-            f"the body is not valid JSON: {exc}",
-            field_detail("body", f"the body is not valid JSON: {exc}"),
-        ) from None
-    if not isinstance(body, dict):
-        raise Refusal(
-            ErrorCode.INVALID_REQUEST,
-            "the body must be a JSON object",
-            field_detail("body", "the body must be a JSON object"),
-        )
-    return body
+        return await store.run(action, *args)
+    except NotFound as exc:
+        raise Refusal(ErrorCode.NOT_FOUND, str(exc)) from None
+    except AdminError as exc:
+        raise Refusal(ErrorCode.INVALID_REQUEST, str(exc)) from None
+    except StorageUnavailable:
+        raise Refusal(ErrorCode.STORAGE_UNAVAILABLE, "the database cannot answer now") from None
 
 
-def _string(body: dict[str, Any], field: str, *, required: bool) -> str | None:
-    value = body.get(field)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str):
-        raise Refusal(
-            ErrorCode.INVALID_REQUEST,
-            f"{field} must be a string",
-            field_detail(field, f"{field} must be a string"),
-        )
-    return value
+def _admin_key(request: Request[Any, Any, Any]) -> AdminKey:
+    admin: AdminKey = request.state[ADMIN_STATE]
+    return admin
 
 
 class AdminApi:
     def __init__(self, store: AdminStore) -> None:
         self._store = store
-        self.handlers: list[HTTPRouteHandler] = self._make_handlers()
 
-    async def _answer(
-        self,
-        request: Request[Any, Any, Any],
-        action: Callable[[AdminKey], Awaitable[Any]],
-        status: int = 200,
-    ) -> Response[bytes]:
-        try:
-            admin = await authenticate(self._store, bearer_secret(request))
-            return _json(await action(admin), status)
-        except Refusal as refusal:
-            return refused(refusal)
-        except NotFound as exc:
-            return refused(Refusal(ErrorCode.NOT_FOUND, str(exc)))
-        except AdminError as exc:
-            return refused(Refusal(ErrorCode.INVALID_REQUEST, str(exc)))
-        except StorageUnavailable:
-            return refused(Refusal(ErrorCode.STORAGE_UNAVAILABLE, "the database cannot answer now"))
+    def router(self) -> Router:
+        store = self._store  # (Litestar deep-copies a router: its guard must not hold self)
 
-    def _make_handlers(self) -> list[HTTPRouteHandler]:
+        async def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: Any) -> None:
+            connection.state[ADMIN_STATE] = await authenticate(store, bearer_secret(connection))
+
+        return Router(
+            "/",
+            route_handlers=self._handlers(),
+            guards=[admin_guard],
+            before_request=strict_bodies(ErrorCode.INVALID_REQUEST),
+            dependencies={"admin": Provide(_admin_key, sync_to_thread=False)},
+            exception_handlers=exception_handlers(
+                ErrorCode.INVALID_REQUEST, NO_STORE, challenge=CHALLENGE
+            ),
+            response_headers=[ResponseHeader(name="Cache-Control", value="no-store")],
+            security=key_security("admin"),
+            tags=["admin"],
+        )
+
+    def _handlers(self) -> list[HTTPRouteHandler]:
         store = self._store
-        common: dict[str, Any] = {"media_type": MediaType.JSON, "tags": ["admin"]}
+        common: dict[str, Any] = {"responses": ERRORS, "operation_class": RetryAfterDocumented}
 
         @get("/v1/projects", summary="List the account's projects", **common)
-        async def list_projects(request: Request[Any, Any, Any]) -> Response[bytes]:
-            async def action(admin: AdminKey) -> Any:
-                return {"projects": await store.run(accounts.list_projects, admin.account_id)}
-
-            return await self._answer(request, action)
+        async def list_projects(admin: AdminKey) -> ProjectList:
+            projects = await run(store, accounts.list_projects, admin.account_id)
+            return answer({"projects": projects}, ProjectList)
 
         @post("/v1/projects", summary="Create a project (and a key of each kind)", **common)
-        async def create_project(request: Request[Any, Any, Any]) -> Response[bytes]:
-            async def action(admin: AdminKey) -> Any:
-                name = _string(await _object_body(request), "name", required=True)
-                assert name is not None
-                return await store.run(accounts.create_project_in_account, admin.account_id, name)
-
-            return await self._answer(request, action, 201)
+        async def create_project(admin: AdminKey, data: ProjectName) -> CreatedProject:
+            created = await run(
+                store, accounts.create_project_in_account, admin.account_id, data.name
+            )
+            return answer(created, CreatedProject)
 
         @get("/v1/projects/{project_id:int}", summary="One project", **common)
-        async def get_project(request: Request[Any, Any, Any], project_id: int) -> Response[bytes]:
-            async def action(admin: AdminKey) -> Any:
-                return await store.run(accounts.get_project, admin.account_id, project_id)
-
-            return await self._answer(request, action)
+        async def get_project(admin: AdminKey, project_id: int) -> Project:
+            project = await run(store, accounts.get_project, admin.account_id, project_id)
+            return answer(project, Project)
 
         @patch("/v1/projects/{project_id:int}", summary="Rename a project", **common)
-        async def rename_project(
-            request: Request[Any, Any, Any], project_id: int
-        ) -> Response[bytes]:
-            async def action(admin: AdminKey) -> Any:
-                name = _string(await _object_body(request), "name", required=True)
-                assert name is not None
-                return await store.run(accounts.rename_project, admin.account_id, project_id, name)
-
-            return await self._answer(request, action)
+        async def rename_project(admin: AdminKey, project_id: int, data: ProjectName) -> Project:
+            renamed = await run(
+                store, accounts.rename_project, admin.account_id, project_id, data.name
+            )
+            return answer(renamed, Project)
 
         @put(
             "/v1/projects/{project_id:int}/retention",
@@ -163,16 +165,11 @@ class AdminApi:
             **common,
         )
         async def set_retention(
-            request: Request[Any, Any, Any], project_id: int
-        ) -> Response[bytes]:
-            async def action(admin: AdminKey) -> Any:
-                body = await _object_body(request)
-                if "retention_days" not in body:
-                    raise AdminError("retention_days is required (null: keep forever)")
-                days = body["retention_days"]
-                return await store.run(accounts.set_retention, admin.account_id, project_id, days)
-
-            return await self._answer(request, action)
+            admin: AdminKey, project_id: int, data: Retention
+        ) -> ProjectRetention:
+            days = data.retention_days
+            result = await run(store, accounts.set_retention, admin.account_id, project_id, days)
+            return answer(result, ProjectRetention)
 
         @delete(
             "/v1/projects/{project_id:int}",
@@ -180,38 +177,27 @@ class AdminApi:
             summary="Delete a project with its events and keys (billed counts stay)",
             **common,
         )
-        async def delete_project(
-            request: Request[Any, Any, Any], project_id: int
-        ) -> Response[bytes]:
-            async def action(admin: AdminKey) -> Any:
-                return await store.run(accounts.delete_project, admin.account_id, project_id)
-
-            return await self._answer(request, action)
+        async def delete_project(admin: AdminKey, project_id: int) -> DeletedProject:
+            deleted = await run(store, accounts.delete_project, admin.account_id, project_id)
+            return answer(deleted, DeletedProject)
 
         @get("/v1/projects/{project_id:int}/keys", summary="A project's keys", **common)
-        async def list_keys(request: Request[Any, Any, Any], project_id: int) -> Response[bytes]:
-            async def action(admin: AdminKey) -> Any:
-                keys = await store.run(accounts.list_keys, admin.account_id, project_id)
-                return {"keys": keys}
-
-            return await self._answer(request, action)
+        async def list_keys(admin: AdminKey, project_id: int) -> KeyList:
+            keys = await run(store, accounts.list_keys, admin.account_id, project_id)
+            return answer({"keys": keys}, KeyList)
 
         @post("/v1/projects/{project_id:int}/keys", summary="Create a project key", **common)
-        async def create_key(request: Request[Any, Any, Any], project_id: int) -> Response[bytes]:
-            async def action(admin: AdminKey) -> Any:
-                body = await _object_body(request)
-                kind = _string(body, "kind", required=True)
-                assert kind is not None
-                return await store.run(
-                    accounts.create_key_in_account,
-                    admin.account_id,
-                    project_id,
-                    kind,
-                    _string(body, "customer_identifier", required=False),
-                    _string(body, "name", required=False),
-                )
-
-            return await self._answer(request, action, 201)
+        async def create_key(admin: AdminKey, project_id: int, data: NewKey) -> CreatedKey:
+            created = await run(
+                store,
+                accounts.create_key_in_account,
+                admin.account_id,
+                project_id,
+                data.kind,
+                data.customer_identifier,
+                data.name,
+            )
+            return answer(created, CreatedKey)
 
         @delete(
             "/v1/projects/{project_id:int}/keys/{key_id:int}",
@@ -219,36 +205,28 @@ class AdminApi:
             summary="Revoke a project key",
             **common,
         )
-        async def revoke_key(
-            request: Request[Any, Any, Any], project_id: int, key_id: int
-        ) -> Response[bytes]:
-            async def action(admin: AdminKey) -> Any:
-                return await store.run(
-                    accounts.revoke_key_in_account, admin.account_id, project_id, key_id
-                )
-
-            return await self._answer(request, action)
+        async def revoke_key(admin: AdminKey, project_id: int, key_id: int) -> RevokedKey:
+            revoked = await run(
+                store, accounts.revoke_key_in_account, admin.account_id, project_id, key_id
+            )
+            return answer(revoked, RevokedKey)
 
         @get(
             "/v1/usage", summary="Billed writes, refusals and latency per project and day", **common
         )
-        async def get_usage(request: Request[Any, Any, Any]) -> Response[bytes]:
-            async def action(admin: AdminKey) -> Any:
-                params = request.query_params
-                start, end = usage.parse_range(params.get("start"), params.get("end"))
-                raw_project = params.get("project_id")
-                project_id = None
-                if raw_project:
-                    if not raw_project.isdigit():
-                        raise Refusal(
-                            ErrorCode.INVALID_REQUEST,
-                            "project_id must be an integer",
-                            field_detail("project_id", "project_id must be an integer"),
-                        )
-                    project_id = int(raw_project)
-                return await store.run(usage.usage, admin.account_id, start, end, project_id)
-
-            return await self._answer(request, action)
+        async def get_usage(
+            admin: AdminKey,
+            start: str | None = None,
+            end: str | None = None,
+            project_id: int | None = None,
+        ) -> UsageReport:
+            """``start`` and ``end``: YYYY-MM-DD, both included (default: the last 30 days)."""
+            try:
+                first, last = usage.parse_range(start, end)
+            except AdminError as exc:
+                raise Refusal(ErrorCode.INVALID_REQUEST, str(exc)) from None
+            report = await run(store, usage.usage, admin.account_id, first, last, project_id)
+            return answer(report, UsageReport)
 
         return [
             list_projects,
@@ -264,5 +242,5 @@ class AdminApi:
         ]
 
 
-def admin_handlers(store: AdminStore) -> list[HTTPRouteHandler]:
-    return AdminApi(store).handlers
+def admin_router(store: AdminStore) -> Router:
+    return AdminApi(store).router()

@@ -1,18 +1,23 @@
-"""``POST /v1/events/import`` and ``GET /v1/events/import/{import_id}``, raw ASGI
-routes (``routing.RawRouter``).
+"""``POST /v1/events/import``, a raw ASGI route (``routing.RawRouter``), and
+``GET /v1/events/import/{import_id}``, a Litestar handler.
 
-Raw because the body is streamed into the import as it arrives (a
-framework handler would read it whole first); the work is in ``job.py``.
+The POST is raw because the body is streamed into the import as it arrives
+(a framework handler would read it whole first); the work is in ``job.py``.
+Write keys may be used from browsers, so both answer with CORS headers.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
+import msgspec
 import orjson
 import psycopg
+from litestar import Router, get
+from litestar.datastructures import ResponseHeader
 
 from eventbunker import _native
 from eventbunker.bulk.job import (
@@ -24,7 +29,7 @@ from eventbunker.bulk.job import (
     import_progress,
 )
 from eventbunker.errors import ErrorCode, Refusal, error_document
-from eventbunker.ingest.auth import ApiKey, KeyCache
+from eventbunker.ingest.auth import KEY_DEPENDENCY, ApiKey, KeyCache, key_guard
 from eventbunker.ingest.endpoint import (
     Receive,
     Scope,
@@ -36,12 +41,15 @@ from eventbunker.ingest.endpoint import (
     respond,
 )
 from eventbunker.ops.metrics import Metrics
+from eventbunker.ops.openapi import RetryAfterDocumented, error_answers, key_security
+from eventbunker.refusals import exception_handlers
 
 IMPORT_PATH = "/v1/events/import"
 # imports.committed_lines is a bigint: a larger line number cannot be stored
 # nor answered (it used to answer 500).
 MAX_LINE_NUMBER = (1 << 63) - 1
 PROGRESS_PREFIX = IMPORT_PATH + "/"
+CORS = {"Access-Control-Allow-Origin": "*"}
 MEDIA_TYPES = frozenset(
     {
         b"",
@@ -53,6 +61,25 @@ MEDIA_TYPES = frozenset(
         b"text/plain",
     }
 )
+
+
+class LineError(msgspec.Struct):
+    line: int
+    field: str | None
+    message: str
+
+
+class ImportProgress(msgspec.Struct):
+    """A named import's committed progress: resume it from ``committed_lines + 1``."""
+
+    import_id: str
+    committed_lines: int
+    accepted: int
+    rejected: int
+    duplicates: int
+    errors: Annotated[list[LineError], msgspec.Meta(description="the first problems")]
+    created_at: datetime
+    updated_at: datetime
 
 
 class ImportEndpoint:
@@ -84,16 +111,37 @@ class ImportEndpoint:
             self._metrics.reject(refusal.code)
             await refuse(send, refusal)
 
-    async def progress(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def progress_router(self) -> Router:
         """``GET /v1/events/import/{import_id}``: where an import stands."""
-        try:
-            key = await self._keys.require(presented_key(header_map(scope)), "write")
-            answer = await self._progress(key, scope["path"][len(PROGRESS_PREFIX) :])
-        except Refusal as refusal:
-            self._metrics.reject(refusal.code)
-            await refuse(send, refusal)
-            return
-        await respond(send, 200, orjson.dumps(answer))
+
+        @get(
+            PROGRESS_PREFIX + "{import_id:str}",
+            summary="How far a named import has committed",
+            guards=[key_guard(self._keys, "write")],
+            dependencies=KEY_DEPENDENCY,
+            security=key_security("write"),
+            responses=error_answers(
+                {
+                    400: "Not an import id",
+                    401: "Missing or unknown key",
+                    403: "Key of another kind, or revoked",
+                    404: "No such import in the key's project",
+                    503: "Storage unavailable; see Retry-After",
+                }
+            ),
+            operation_class=RetryAfterDocumented,
+        )
+        async def import_progress(key: ApiKey, import_id: str) -> ImportProgress:
+            return msgspec.convert(await self._progress(key, import_id), ImportProgress)
+
+        return Router(
+            "/",
+            route_handlers=[import_progress],
+            response_headers=[ResponseHeader(name=name, value=v) for name, v in CORS.items()],
+            exception_handlers=exception_handlers(
+                ErrorCode.INVALID_REQUEST, CORS, count=self._metrics.reject
+            ),
+        )
 
     async def _import(
         self, key: ApiKey, headers: dict[bytes, bytes], receive: Receive, send: Send

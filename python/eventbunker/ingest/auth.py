@@ -19,6 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.di import Provide
+from litestar.types import Guard
 
 from eventbunker.admin.keys import hash_secret
 from eventbunker.errors import ErrorCode, Refusal
@@ -235,3 +239,29 @@ class KeyCache:
             with contextlib.suppress(psycopg.Error):
                 await self._conn.close()
             self._conn = None
+
+
+# --- For the Litestar handlers (query, delete, import progress) ---------------
+
+KEY_STATE = "api_key"  # where ``key_guard`` leaves the key in the request's state
+
+
+def key_guard(keys: KeyCache, kind: str) -> Guard:
+    """A guard (it runs before the body is read): the request presents a valid
+    ``kind`` key, which handlers then take as their ``key`` argument
+    (``KEY_DEPENDENCY``)."""
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: Any) -> None:
+        headers = connection.headers
+        secret = presented_secret(headers.get("x-api-key"), headers.get("authorization"))
+        connection.state[KEY_STATE] = await keys.require(secret, kind)
+
+    return guard
+
+
+def _guarded_key(request: Request[Any, Any, Any]) -> ApiKey:
+    key: ApiKey = request.state[KEY_STATE]
+    return key
+
+
+KEY_DEPENDENCY = {"key": Provide(_guarded_key, sync_to_thread=False)}

@@ -2,32 +2,45 @@
 
 Each request: refuse browsers (query and delete keys must never live in a
 web page, so a request carrying ``Origin`` or ``Sec-Fetch-Mode: cors`` is
-refused and no CORS header is ever sent here), authenticate the key through
-the worker's :class:`KeyCache`, validate the body, then run one statement
-under ``SET LOCAL statement_timeout``.
+refused and no CORS header is ever sent here) and authenticate the key
+through the worker's :class:`KeyCache` (a guard, so that both come before
+the body); Litestar validates the body against its Struct
+(``query/request.py``); then one statement runs under ``SET LOCAL
+statement_timeout``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import psycopg
-from litestar import MediaType, Request, Response, post
-from litestar.handlers import HTTPRouteHandler
+from litestar import Router, post
+from litestar.connection import ASGIConnection
+from litestar.datastructures import ResponseHeader
+from litestar.openapi import ResponseSpec
 from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from eventbunker.config import Settings
 from eventbunker.errors import ErrorCode, Refusal
-from eventbunker.ingest.auth import KeyCache, presented_secret
+from eventbunker.ingest.auth import KEY_DEPENDENCY, ApiKey, KeyCache, key_guard
+from eventbunker.ops.openapi import RetryAfterDocumented, error_answers, key_security
 from eventbunker.query import planner
 from eventbunker.query.builder import Scope, delete_condition
-from eventbunker.query.request import InvalidRequest, parse_delete, parse_query
+from eventbunker.query.request import (
+    DeleteAnswer,
+    DeleteBody,
+    InvalidRequest,
+    QueryAnswer,
+    QueryBody,
+    parse_delete,
+    parse_query,
+)
+from eventbunker.refusals import exception_handlers, strict_bodies
 from eventbunker.storage.rollups import delete_events
 
 log = logging.getLogger(__name__)
@@ -42,6 +55,20 @@ _SET_LIMITS = (
     "SELECT set_config('statement_timeout', %s, true), set_config('jit', 'off', true),"
     " set_config('work_mem', '64MB', true)"
 )
+
+
+def _errors(kind: str) -> dict[int, ResponseSpec]:
+    return error_answers(
+        {
+            400: "Malformed JSON, or an invalid request; details name the field",
+            401: f"Missing or unknown key (send a {kind} key)",
+            403: f"Key of another kind than {kind}, revoked, or a browser request"
+            " (Origin or Sec-Fetch-Mode: cors): call this API from a server",
+            413: "Body over the limit",
+            500: "The statement failed; see the server log",
+            503: "Overloaded, storage unavailable, or the statement timed out; see Retry-After",
+        }
+    )
 
 
 class QueryApi:
@@ -66,7 +93,7 @@ class QueryApi:
             else self._pool
         )
         self._opened = False
-        self.handlers: list[HTTPRouteHandler] = self._make_handlers()
+        self.router = self._make_router()
 
     async def start(self) -> None:
         # Do not wait for the database: requests answer 503 until it is there.
@@ -82,64 +109,56 @@ class QueryApi:
                 await self._read_pool.close()
             self._opened = False
 
-    def _make_handlers(self) -> list[HTTPRouteHandler]:
+    def _make_router(self) -> Router:
+        common: dict[str, Any] = {
+            "status_code": 200,
+            "operation_class": RetryAfterDocumented,
+            "dependencies": KEY_DEPENDENCY,
+        }
+
         @post(
             "/v1/query",
-            status_code=200,
-            media_type=MediaType.JSON,
             summary="Run an analysis (query key)",
+            description="Properties are stored column names, `metric_value`, `timestamp` or"
+            " `properties.a.b` paths. A key with a customer_identifier sees only that"
+            " customer's events.",
+            guards=[_refuse_browsers, key_guard(self._keys, "query")],
+            security=key_security("query"),
+            responses=_errors("query"),
+            **common,
         )
-        async def query(request: Request[Any, Any, Any]) -> Response[bytes]:
-            return await self._handle(request, "query", self._query)
+        async def query(data: QueryBody, key: ApiKey) -> QueryAnswer:
+            with _invalid_query():
+                plan = planner.plan(parse_query(data, self._clock()), _scope(key))
+            async with self._transaction(self._read_pool, self._query_timeout_ms) as cur:
+                await cur.execute(plan.statement, plan.params)
+                rows = await cur.fetchall()
+            return QueryAnswer(result=plan.shape(rows))
 
         @post(
             "/v1/delete",
-            status_code=200,
-            media_type=MediaType.JSON,
             summary="Delete events (delete key)",
+            description="Deletes the events the selection matches (event_name, metric_name,"
+            ' timeframe, filters); an empty selection is refused unless "all": true.',
+            guards=[_refuse_browsers, key_guard(self._keys, "delete")],
+            security=key_security("delete"),
+            responses=_errors("delete"),
+            **common,
         )
-        async def delete(request: Request[Any, Any, Any]) -> Response[bytes]:
-            return await self._handle(request, "delete", self._delete)
+        async def delete(data: DeleteBody, key: ApiKey) -> DeleteAnswer:
+            with _invalid_query():
+                selection = parse_delete(data, self._clock())
+                condition, params = delete_condition(selection, _scope(key))
+            async with self._transaction(self._pool, self._delete_timeout_ms) as cur:
+                return DeleteAnswer(deleted=await delete_events(cur, condition, params))
 
-        return [query, delete]
-
-    async def _handle(
-        self,
-        request: Request[Any, Any, Any],
-        kind: str,
-        run: Callable[[Any, Scope], Awaitable[dict[str, Any]]],
-    ) -> Response[bytes]:
-        try:
-            _refuse_browsers(request)
-            secret = presented_secret(
-                request.headers.get("x-api-key"), request.headers.get("authorization")
-            )
-            key = await self._keys.require(secret, kind)
-            body = await _json_body(request)
-            scope = Scope(key.project_id, key.customer_identifier)
-            answer = await run(body, scope)
-        except Refusal as refusal:
-            return refusal.response(NO_STORE)
-        except InvalidRequest as exc:
-            return Refusal(ErrorCode.INVALID_QUERY, str(exc), exc.details()).response(NO_STORE)
-        return Response(
-            orjson.dumps(answer), status_code=200, media_type=MediaType.JSON, headers=NO_STORE
+        return Router(
+            "/",
+            route_handlers=[query, delete],
+            before_request=strict_bodies(ErrorCode.INVALID_QUERY),
+            response_headers=[ResponseHeader(name="Cache-Control", value="no-store")],
+            exception_handlers=exception_handlers(ErrorCode.INVALID_QUERY, NO_STORE),
         )
-
-    async def _query(self, body: Any, scope: Scope) -> dict[str, Any]:
-        query = parse_query(body, self._clock())
-        plan = planner.plan(query, scope)
-        async with self._transaction(self._read_pool, self._query_timeout_ms) as cur:
-            await cur.execute(plan.statement, plan.params)
-            rows = await cur.fetchall()
-        return {"result": plan.shape(rows)}
-
-    async def _delete(self, body: Any, scope: Scope) -> dict[str, Any]:
-        delete = parse_delete(body, self._clock())
-        condition, params = delete_condition(delete, scope)
-        async with self._transaction(self._pool, self._delete_timeout_ms) as cur:
-            deleted = await delete_events(cur, condition, params)
-        return {"deleted": deleted}
 
     @contextlib.asynccontextmanager
     async def _transaction(
@@ -196,21 +215,23 @@ def _pool(conninfo: str, settings: Settings, name: str) -> AsyncConnectionPool:
     )
 
 
-def _refuse_browsers(request: Request[Any, Any, Any]) -> None:
-    if "origin" in request.headers or request.headers.get("sec-fetch-mode", "").lower() == "cors":
+@contextlib.contextmanager
+def _invalid_query() -> Iterator[None]:
+    """What the body means, refused with the field it names."""
+    try:
+        yield
+    except InvalidRequest as exc:
+        raise Refusal(ErrorCode.INVALID_QUERY, str(exc), exc.details()) from None
+
+
+def _scope(key: ApiKey) -> Scope:
+    return Scope(key.project_id, key.customer_identifier)
+
+
+def _refuse_browsers(connection: ASGIConnection[Any, Any, Any, Any], _: Any) -> None:
+    headers = connection.headers
+    if "origin" in headers or headers.get("sec-fetch-mode", "").lower() == "cors":
         raise Refusal(
             ErrorCode.BROWSER_REFUSED,
             "query and delete keys are refused from browsers: call this API from a server",
         )
-
-
-async def _json_body(request: Request[Any, Any, Any]) -> Any:
-    raw = await request.body()
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Refusal(
-            ErrorCode.MALFORMED_JSON,
-            f"the body is not valid JSON: {exc}",
-            [{"index": None, "field": "body", "message": str(exc)}],
-        ) from None

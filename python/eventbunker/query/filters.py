@@ -17,7 +17,7 @@ path into ``properties`` compares with whatever JSON the client sends:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -25,7 +25,8 @@ from psycopg.types.json import Jsonb
 from eventbunker.query.properties import C_COLLATION, Kind, Params, Property
 from eventbunker.query.timeframes import InvalidTimeframe, parse_instant
 
-OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "exists", "contains", "starts_with")
+Operator = Literal["eq", "ne", "lt", "lte", "gt", "gte", "in", "exists", "contains", "starts_with"]
+OPERATORS: tuple[Operator, ...] = get_args(Operator)
 ORDERING = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 MAX_IN_VALUES = 10_000
 

@@ -29,12 +29,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UNITS = ("minute", "hour", "day", "week", "month", "year")
 MAX_UNITS = 100_000
 
-INTERVALS = {
+Interval = Literal["minutely", "hourly", "daily", "weekly", "monthly", "yearly"]
+INTERVALS: dict[Interval, str] = {
     "minutely": "minute",
     "hourly": "hour",
     "daily": "day",
