@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::compat::{self, Format};
-use crate::enrich::clock_cache::CacheStats;
+use crate::enrich::cache::CacheStats;
 use crate::enrich::{Enricher, EnricherConfig, TrustedProxies};
 use crate::ingest::{self, timestamp, IngestError, Limits, Request};
 use crate::rollup;

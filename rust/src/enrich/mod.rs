@@ -9,7 +9,7 @@
 //!   together, used by `ingest::event`.
 
 pub mod client_ip;
-pub mod clock_cache;
+pub mod cache;
 pub mod enricher;
 pub mod geo;
 pub mod user_agent;

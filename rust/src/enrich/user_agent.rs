@@ -30,7 +30,7 @@
 //! * `matcher.rs` compiles regexes on first use and resolves the
 //!   replacement directives;
 //! * `classify.rs` derives [`DeviceType`] and `is_bot`;
-//! * `cache.rs` is the bounded cache (the enrichment `ClockCache`).
+//! * `cache.rs` is the bounded cache (the enrichment [`Cache`](crate::enrich::cache::Cache)).
 //!
 //! Costs (`cargo run --release --example user_agent_bench`, 2-core machine):
 //! building the parser takes ~70 ms and 11 MiB; parsing a user agent never
@@ -50,7 +50,7 @@ mod syntax;
 use std::fmt;
 use std::sync::LazyLock;
 
-pub use crate::enrich::clock_cache::CacheStats;
+pub use crate::enrich::cache::CacheStats;
 pub use cache::{UserAgentCache, DEFAULT_CAPACITY};
 pub use rules::UAP_CORE_COMMIT;
 
