@@ -712,6 +712,46 @@ fn check_received_at(received_at_us: i64) -> PyResult<()> {
     )))
 }
 
+/// The project's one gzip inflater ([`ingest::body::Gunzip`]), for bodies
+/// read in pieces (import bodies and files).
+#[pyclass(module = "eventbunker._native", name = "Gunzip")]
+pub struct PyGunzip {
+    inner: ingest::body::Gunzip,
+}
+
+#[pymethods]
+impl PyGunzip {
+    #[new]
+    fn new() -> Self {
+        PyGunzip {
+            inner: ingest::body::Gunzip::new(),
+        }
+    }
+
+    /// One bounded step over `data[start:]`: (the bytes inflated, how far it
+    /// read). The GIL is released while it inflates.
+    fn step<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: &[u8],
+        start: usize,
+    ) -> PyResult<(Bound<'py, PyBytes>, usize)> {
+        let inner = &mut self.inner;
+        let mut out = Vec::new();
+        let at = py
+            .allow_threads(|| inner.step(data, start.min(data.len()), &mut out))
+            .map_err(PyValueError::new_err)?;
+        Ok((PyBytes::new(py, &out), at))
+    }
+
+    /// The end of the body: what is left; ValueError when it was cut off.
+    fn finish<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let mut out = Vec::new();
+        self.inner.finish(&mut out).map_err(PyValueError::new_err)?;
+        Ok(PyBytes::new(py, &out))
+    }
+}
+
 #[pymodule]
 #[pyo3(name = "_native")]
 fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -723,6 +763,7 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyPrepared>()?;
     m.add_class::<PyPreparedLines>()?;
     m.add_class::<PySpoolBatch>()?;
+    m.add_class::<PyGunzip>()?;
 
     m.add_class::<PySdkBody>()?;
     m.add_function(wrap_pyfunction!(sdk_body, m)?)?;

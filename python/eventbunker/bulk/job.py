@@ -272,7 +272,8 @@ class ImportJob:
                     for item in chunker.feed(piece):
                         await handle(item)
             if gunzip:
-                gunzip.finish()
+                for item in chunker.feed(gunzip.finish()):
+                    await handle(item)
             for item in chunker.finish():
                 await handle(item)
         except (BodyError, ClientGone) as exc:

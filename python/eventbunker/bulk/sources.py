@@ -185,7 +185,9 @@ def _decoded_blocks(reader: _CountingReader) -> Iterator[bytes]:
         while data:
             yield from gunzip.feed(data)
             data = reader.read(READ_BYTES)
-        gunzip.finish()
+        tail = gunzip.finish()
+        if tail:
+            yield tail
     except BodyError as exc:
         raise SourceError(str(exc)) from None
 
