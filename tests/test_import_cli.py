@@ -29,9 +29,9 @@ import psycopg
 import pytest
 
 from conftest import Project, Server, free_port, start_server, stop_server
-from eventbunker.bulk import sources
-from eventbunker.bulk.progress import Progress, choose_mode
-from eventbunker.bulk.sources import JsonArraySplitter, Source, SourceError, default_import_id
+from eventbunker.imports import sources
+from eventbunker.imports.progress import Progress, choose_mode
+from eventbunker.imports.sources import JsonArraySplitter, Source, SourceError, default_import_id
 
 SUMMARY_KEYS = {
     "import_id",

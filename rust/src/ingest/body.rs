@@ -1,7 +1,7 @@
 //! Step 1 of the ingest path: the raw request body to the JSON bytes, with
 //! the size limit applied after decompression; and [`Gunzip`], the one gzip
 //! inflater of the project (request bodies here, import bodies streamed by
-//! `bulk/job.py`, import files read by `bulk/sources.py`).
+//! `imports/job.py`, import files read by `imports/sources.py`).
 
 use std::borrow::Cow;
 use std::io::Write;

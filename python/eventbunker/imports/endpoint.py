@@ -15,7 +15,8 @@ import orjson
 import psycopg
 
 from eventbunker import _native
-from eventbunker.bulk.job import (
+from eventbunker.errors import ErrorCode, Refusal, error_document
+from eventbunker.imports.job import (
     BodyStalled,
     ClientGone,
     ImportFailed,
@@ -23,7 +24,6 @@ from eventbunker.bulk.job import (
     first_line_refused,
     import_progress,
 )
-from eventbunker.errors import ErrorCode, Refusal, error_document
 from eventbunker.ingest.auth import ApiKey, KeyCache
 from eventbunker.ingest.endpoint import (
     Receive,

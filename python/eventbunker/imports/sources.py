@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from eventbunker.bulk.body import BodyError, GzipStream
+from eventbunker.imports.body import BodyError, GzipStream
 
 Format = Literal["auto", "ndjson", "json"]
 FORMATS: tuple[Format, ...] = ("auto", "ndjson", "json")
