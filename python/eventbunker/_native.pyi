@@ -12,6 +12,7 @@ from typing import Literal, final
 __all__ = [
     "EVENT_COLUMNS",
     "Enricher",
+    "Gunzip",
     "IngestError",
     "Limits",
     "Prepared",
@@ -332,6 +333,7 @@ def rollup_groups(rows: bytes) -> tuple[bytes, int]:
     geo_country, ua_device_type, utm_source, events, metric_count, sum, min,
     max), sorted by key; and how many there are."""
 
+@final
 class Gunzip:
     """The project's one gzip inflater (Rust ``ingest::body::Gunzip``): several
     members in a row, bounded steps (at most 4 MiB out each)."""

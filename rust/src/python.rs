@@ -713,10 +713,19 @@ fn check_received_at(received_at_us: i64) -> PyResult<()> {
 }
 
 /// The project's one gzip inflater ([`ingest::body::Gunzip`]), for bodies
-/// read in pieces (import bodies and files).
-#[pyclass(module = "eventbunker._native", name = "Gunzip")]
+/// read in pieces (import bodies and files). One reader at a time uses it;
+/// the mutex makes that safe to share.
+#[pyclass(frozen, module = "eventbunker._native", name = "Gunzip")]
 pub struct PyGunzip {
-    inner: ingest::body::Gunzip,
+    inner: std::sync::Mutex<ingest::body::Gunzip>,
+}
+
+impl PyGunzip {
+    fn inflater(&self) -> std::sync::MutexGuard<'_, ingest::body::Gunzip> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 #[pymethods]
@@ -724,30 +733,31 @@ impl PyGunzip {
     #[new]
     fn new() -> Self {
         PyGunzip {
-            inner: ingest::body::Gunzip::new(),
+            inner: std::sync::Mutex::new(ingest::body::Gunzip::new()),
         }
     }
 
     /// One bounded step over `data[start:]`: (the bytes inflated, how far it
     /// read). The GIL is released while it inflates.
     fn step<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         data: &[u8],
         start: usize,
     ) -> PyResult<(Bound<'py, PyBytes>, usize)> {
-        let inner = &mut self.inner;
         let mut out = Vec::new();
         let at = py
-            .allow_threads(|| inner.step(data, start.min(data.len()), &mut out))
+            .allow_threads(|| self.inflater().step(data, start.min(data.len()), &mut out))
             .map_err(PyValueError::new_err)?;
         Ok((PyBytes::new(py, &out), at))
     }
 
     /// The end of the body: what is left; ValueError when it was cut off.
-    fn finish<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+    fn finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let mut out = Vec::new();
-        self.inner.finish(&mut out).map_err(PyValueError::new_err)?;
+        self.inflater()
+            .finish(&mut out)
+            .map_err(PyValueError::new_err)?;
         Ok(PyBytes::new(py, &out))
     }
 }
