@@ -29,6 +29,18 @@ __all__ = [
 EVENT_COLUMNS: tuple[str, ...]
 """Column order of ``Prepared.rows``."""
 
+@final
+class Gunzip:
+    """The project's one gzip inflater (Rust ``ingest::body::Gunzip``): several
+    members in a row, bounded steps (at most 4 MiB out each)."""
+
+    def __init__(self) -> None: ...
+    def step(self, data: bytes, start: int) -> tuple[bytes, int]:
+        """One bounded step over ``data[start:]``: the bytes inflated and how far
+        it read; ValueError on invalid gzip data."""
+    def finish(self) -> bytes:
+        """What is left at the body's end; ValueError when it was cut off."""
+
 class IngestError(Exception):
     """A refused request; ``args == (status, code, message, details)``, each
     also an attribute (set by the extension when it raises; a PyO3 exception type).
@@ -332,15 +344,3 @@ def rollup_groups(rows: bytes) -> tuple[bytes, int]:
     (minute, project_id, event_name, metric_name, customer_identifier,
     geo_country, ua_device_type, utm_source, events, metric_count, sum, min,
     max), sorted by key; and how many there are."""
-
-@final
-class Gunzip:
-    """The project's one gzip inflater (Rust ``ingest::body::Gunzip``): several
-    members in a row, bounded steps (at most 4 MiB out each)."""
-
-    def __init__(self) -> None: ...
-    def step(self, data: bytes, start: int) -> tuple[bytes, int]:
-        """One bounded step over ``data[start:]``: the bytes inflated and how far
-        it read; ValueError on invalid gzip data."""
-    def finish(self) -> bytes:
-        """What is left at the body's end; ValueError when it was cut off."""
