@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from conftest import Project, Server, start_server, stop_server
-from eventbunker.bulk.job import BATCH_SECONDS
+from eventbunker.imports.job import BATCH_SECONDS
 
 
 def ndjson(events: list[Any], newline: bytes = b"\n") -> bytes:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventbunker.bulk.body import BodyError, GzipStream, LineChunker, LongLine, skip_lines
+from eventbunker.imports.body import BodyError, GzipStream, LineChunker, LongLine, skip_lines
 
 MAX_LINE = 25
 

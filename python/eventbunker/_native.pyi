@@ -12,6 +12,7 @@ from typing import Literal, final
 __all__ = [
     "EVENT_COLUMNS",
     "Enricher",
+    "Gunzip",
     "IngestError",
     "Limits",
     "Prepared",
@@ -27,6 +28,18 @@ __all__ = [
 
 EVENT_COLUMNS: tuple[str, ...]
 """Column order of ``Prepared.rows``."""
+
+@final
+class Gunzip:
+    """The project's one gzip inflater (Rust ``ingest::body::Gunzip``): several
+    members in a row, bounded steps (at most 4 MiB out each)."""
+
+    def __init__(self) -> None: ...
+    def step(self, data: bytes, start: int) -> tuple[bytes, int]:
+        """One bounded step over ``data[start:]``: the bytes inflated and how far
+        it read; ValueError on invalid gzip data."""
+    def finish(self) -> bytes:
+        """What is left at the body's end; ValueError when it was cut off."""
 
 class IngestError(Exception):
     """A refused request; ``args == (status, code, message, details)``, each

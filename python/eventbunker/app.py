@@ -19,7 +19,6 @@ from litestar.openapi import OpenAPIConfig
 from eventbunker.admin.api import admin_router
 from eventbunker.admin.store import AdminStore
 from eventbunker.body_limit import BodyLimit
-from eventbunker.bulk.endpoint import IMPORT_PATH, PROGRESS_PREFIX, ImportEndpoint
 from eventbunker.compat.routes import (
     posthog_config_handlers,
     sdk_routes,
@@ -27,6 +26,7 @@ from eventbunker.compat.routes import (
 )
 from eventbunker.config import UNSET_PATH, Settings
 from eventbunker.errors import ErrorCode
+from eventbunker.imports.endpoint import IMPORT_PATH, PROGRESS_PREFIX, ImportEndpoint
 from eventbunker.ingest.auth import KeyCache
 from eventbunker.ingest.pipeline import IngestPipeline
 from eventbunker.ops.metrics import Metrics

@@ -20,7 +20,10 @@ from eventbunker.admin.accounts import (
 )
 from eventbunker.admin.keys import KEY_KINDS
 from eventbunker.admin.projects import AdminError, create_key, create_project, revoke_key
-from eventbunker.bulk.client import (
+from eventbunker.config import add_flags, from_args
+from eventbunker.database import open_database
+from eventbunker.errors import ErrorCode, error_body
+from eventbunker.imports.client import (
     DEFAULT_URL,
     DirectTransport,
     Fatal,
@@ -28,10 +31,7 @@ from eventbunker.bulk.client import (
     Transport,
     import_file,
 )
-from eventbunker.bulk.sources import FORMATS
-from eventbunker.config import add_flags, from_args
-from eventbunker.database import open_database
-from eventbunker.errors import ErrorCode, error_body
+from eventbunker.imports.sources import FORMATS
 
 
 def build_parser() -> argparse.ArgumentParser:

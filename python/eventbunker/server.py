@@ -17,6 +17,7 @@ from eventbunker.admin.projects import create_key, create_project
 from eventbunker.config import UNSET_PATH, Settings
 from eventbunker.database import open_database
 from eventbunker.ingest.enrichment import check_and_log
+from eventbunker.ops.metrics import prepare_directory
 
 log = logging.getLogger("eventbunker")
 
@@ -31,6 +32,7 @@ def serve(settings: Settings, *, quickstart: bool = False) -> None:
         if quickstart:
             print_first_event_hint(conninfo, settings)
         worker_settings = replace(settings, database_url=conninfo, runtime_dir=Path(runtime_dir))
+        prepare_directory(worker_settings.runtime_dir)
         # Workers are separate processes: they read their settings from here.
         os.environ.update(worker_settings.to_env())
         workers = settings.effective_workers

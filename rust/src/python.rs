@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::compat::{self, Format};
-use crate::enrich::clock_cache::CacheStats;
+use crate::enrich::cache::CacheStats;
 use crate::enrich::{Enricher, EnricherConfig, TrustedProxies};
 use crate::ingest::{self, timestamp, IngestError, Limits, Request};
 use crate::rollup;
@@ -712,6 +712,56 @@ fn check_received_at(received_at_us: i64) -> PyResult<()> {
     )))
 }
 
+/// The project's one gzip inflater ([`ingest::body::Gunzip`]), for bodies
+/// read in pieces (import bodies and files). One reader at a time uses it;
+/// the mutex makes that safe to share.
+#[pyclass(frozen, module = "eventbunker._native", name = "Gunzip")]
+pub struct PyGunzip {
+    inner: std::sync::Mutex<ingest::body::Gunzip>,
+}
+
+impl PyGunzip {
+    fn inflater(&self) -> std::sync::MutexGuard<'_, ingest::body::Gunzip> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[pymethods]
+impl PyGunzip {
+    #[new]
+    fn new() -> Self {
+        PyGunzip {
+            inner: std::sync::Mutex::new(ingest::body::Gunzip::new()),
+        }
+    }
+
+    /// One bounded step over `data[start:]`: (the bytes inflated, how far it
+    /// read). The GIL is released while it inflates.
+    fn step<'py>(
+        &self,
+        py: Python<'py>,
+        data: &[u8],
+        start: usize,
+    ) -> PyResult<(Bound<'py, PyBytes>, usize)> {
+        let mut out = Vec::new();
+        let at = py
+            .allow_threads(|| self.inflater().step(data, start.min(data.len()), &mut out))
+            .map_err(PyValueError::new_err)?;
+        Ok((PyBytes::new(py, &out), at))
+    }
+
+    /// The end of the body: what is left; ValueError when it was cut off.
+    fn finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let mut out = Vec::new();
+        self.inflater()
+            .finish(&mut out)
+            .map_err(PyValueError::new_err)?;
+        Ok(PyBytes::new(py, &out))
+    }
+}
+
 #[pymodule]
 #[pyo3(name = "_native")]
 fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -723,6 +773,7 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyPrepared>()?;
     m.add_class::<PyPreparedLines>()?;
     m.add_class::<PySpoolBatch>()?;
+    m.add_class::<PyGunzip>()?;
 
     m.add_class::<PySdkBody>()?;
     m.add_function(wrap_pyfunction!(sdk_body, m)?)?;

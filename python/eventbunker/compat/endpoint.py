@@ -12,7 +12,7 @@ import binascii
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from eventbunker import _native
 from eventbunker.errors import ErrorCode, Refusal
@@ -194,7 +194,3 @@ async def answer(
     ]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body})
-
-
-def first_problems(refusal: Refusal) -> list[dict[str, Any]]:
-    return refusal.details or []

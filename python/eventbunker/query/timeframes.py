@@ -235,8 +235,3 @@ def _iter_buckets(timeframe: Timeframe, unit: str, tz: ZoneInfo) -> Iterator[Buc
         if start < end:  # a wall-clock hour skipped by a DST change is no bucket
             yield Bucket(wall, start.astimezone(tz), end.astimezone(tz))
         wall = following
-
-
-def wall_clock(instant: datetime, tz: ZoneInfo) -> datetime:
-    """The naive wall-clock time of ``instant`` in ``tz``: the key of its bucket."""
-    return instant.astimezone(tz).replace(tzinfo=None, fold=0)

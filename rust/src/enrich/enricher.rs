@@ -11,8 +11,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
+use super::cache::CacheStats;
 use super::client_ip::TrustedProxies;
-use super::clock_cache::CacheStats;
 use super::geo::{self, Geo, GeoDb};
 use super::user_agent::{UserAgent, UserAgentCache, UserAgentParser};
 use crate::ingest::ip;

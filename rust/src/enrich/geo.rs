@@ -15,7 +15,7 @@
 //! Addresses that are not public (private, loopback, link-local, shared,
 //! documentation, benchmarking, multicast, reserved: see [`is_public`])
 //! resolve to nothing without a lookup. Lookups go through a bounded cache
-//! keyed by address (`ClockCache`), which also remembers addresses the
+//! keyed by address (`enrich::cache`), which also remembers addresses the
 //! database does not know. Many addresses share one database record (a
 //! city), so decoded records are cached by their offset in the database and
 //! shared: an address costs its cache slot (~80 bytes), not a copy of its
@@ -31,7 +31,7 @@ use maxminddb::{Mmap, Reader};
 use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::clock_cache::{CacheStats, ClockCache};
+use super::cache::{Cache, CacheStats};
 
 /// The default number of cached addresses.
 pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
@@ -107,9 +107,9 @@ pub fn is_public(ip: IpAddr) -> bool {
 /// An open GeoIP database with its caches.
 pub struct GeoDb {
     reader: Reader<Mmap>,
-    by_address: ClockCache<IpAddr, Option<Arc<Geo>>>,
+    by_address: Cache<IpAddr, Option<Arc<Geo>>>,
     /// Decoded records by data offset (a quarter as many as addresses).
-    by_record: ClockCache<usize, Option<Arc<Geo>>>,
+    by_record: Cache<usize, Option<Arc<Geo>>>,
 }
 
 impl fmt::Debug for GeoDb {
@@ -145,8 +145,8 @@ impl GeoDb {
         }
         Ok(GeoDb {
             reader,
-            by_address: ClockCache::new(cache_capacity),
-            by_record: ClockCache::new(cache_capacity.div_ceil(4)),
+            by_address: Cache::new(cache_capacity),
+            by_record: Cache::new(cache_capacity.div_ceil(4)),
         })
     }
 

@@ -8,8 +8,8 @@
 //! - [`enricher`]: the per-worker configuration and caches that tie them
 //!   together, used by `ingest::event`.
 
+pub mod cache;
 pub mod client_ip;
-pub mod clock_cache;
 pub mod enricher;
 pub mod geo;
 pub mod user_agent;

@@ -1,17 +1,82 @@
 //! Step 1 of the ingest path: the raw request body to the JSON bytes, with
-//! the size limit applied after decompression.
+//! the size limit applied after decompression; and [`Gunzip`], the one gzip
+//! inflater of the project (request bodies here, import bodies streamed by
+//! `imports/job.py`, import files read by `imports/sources.py`).
 
 use std::borrow::Cow;
-use std::io::Read;
+use std::io::Write;
 
-use flate2::read::MultiGzDecoder;
+use flate2::write::MultiGzDecoder;
 
 use super::error::{ErrorCode, IngestError};
 
-/// Decompress (when `gzip`) and check the size limit. A gzip stream may hold
-/// several members (RFC 1952 allows it; they are concatenated). The
-/// decompressed size is capped while inflating, so a gzip bomb costs at most
-/// `max_bytes + 1` bytes of memory before it is refused.
+/// The most one [`Gunzip::step`] hands out: a small gzip body can inflate to
+/// gigabytes, which must not land in memory at once.
+pub const INFLATE_STEP_BYTES: usize = 4 << 20;
+
+/// Input is inflated this many bytes at a time (deflate inflates at most
+/// 1032:1, so one slice yields at most ~1 MiB).
+const SLICE_BYTES: usize = 1 << 10;
+const SLICE_MAX_OUTPUT: usize = SLICE_BYTES * 1032;
+
+/// Incremental gunzip of a body fed in pieces, several gzip members in a row
+/// included (RFC 1952 allows it: `cat a.gz b.gz`), in bounded steps.
+pub struct Gunzip {
+    decoder: MultiGzDecoder<Vec<u8>>,
+    fed: bool,
+}
+
+impl Default for Gunzip {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Gunzip {
+    pub fn new() -> Self {
+        Gunzip {
+            decoder: MultiGzDecoder::new(Vec::new()),
+            fed: false,
+        }
+    }
+
+    /// Inflates `data[start..]` until [`INFLATE_STEP_BYTES`] or less are
+    /// out, or all of it is read; appends them to `out` and returns how far
+    /// it read (call again from there while it is short of `data.len()`).
+    pub fn step(&mut self, data: &[u8], start: usize, out: &mut Vec<u8>) -> Result<usize, String> {
+        let mut at = start;
+        // The decoder may hold up to its buffer (32 KiB) beyond what it wrote.
+        let room = INFLATE_STEP_BYTES - SLICE_MAX_OUTPUT - (64 << 10);
+        while at < data.len() && self.decoder.get_ref().len() <= room {
+            let end = (at + SLICE_BYTES).min(data.len());
+            self.fed = true;
+            self.decoder
+                .write_all(&data[at..end])
+                .map_err(|e| format!("invalid gzip data: {e}"))?;
+            at = end;
+        }
+        self.decoder
+            .flush()
+            .map_err(|e| format!("invalid gzip data: {e}"))?;
+        out.append(self.decoder.get_mut());
+        Ok(at)
+    }
+
+    /// The end of the body: appends what is left to `out`; an error when the
+    /// last member is incomplete (nothing fed at all is not one).
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+        if self.fed {
+            self.decoder
+                .try_finish()
+                .map_err(|_| "the gzip stream ends early: it was cut off".to_owned())?;
+        }
+        out.append(self.decoder.get_mut());
+        Ok(())
+    }
+}
+
+/// Decompress (when `gzip`) and check the size limit. A gzip bomb costs at
+/// most `max_bytes` plus one [`Gunzip::step`] of memory before it is refused.
 pub fn decode(body: &[u8], gzip: bool, max_bytes: usize) -> Result<Cow<'_, [u8]>, IngestError> {
     if !gzip {
         if body.len() > max_bytes {
@@ -25,20 +90,23 @@ pub fn decode(body: &[u8], gzip: bool, max_bytes: usize) -> Result<Cow<'_, [u8]>
             "invalid gzip body: empty",
         ));
     }
-    // A guess at the ratio of typical JSON; grows as needed up to the cap.
+    let invalid =
+        |e: String| IngestError::body(ErrorCode::InvalidGzip, format!("invalid gzip body: {e}"));
+    let mut gunzip = Gunzip::new();
+    // A guess at the ratio of typical JSON; grows as needed.
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max_bytes + 1));
-    let limit = u64::try_from(max_bytes)
-        .unwrap_or(u64::MAX)
-        .saturating_add(1);
-    let mut reader = MultiGzDecoder::new(body).take(limit);
-    match reader.read_to_end(&mut out) {
-        Ok(_) if out.len() > max_bytes => Err(too_large(max_bytes)),
-        Ok(_) => Ok(Cow::Owned(out)),
-        Err(e) => Err(IngestError::body(
-            ErrorCode::InvalidGzip,
-            format!("invalid gzip body: {e}"),
-        )),
+    let mut at = 0;
+    while at < body.len() {
+        at = gunzip.step(body, at, &mut out).map_err(invalid)?;
+        if out.len() > max_bytes {
+            return Err(too_large(max_bytes));
+        }
     }
+    gunzip.finish(&mut out).map_err(invalid)?;
+    if out.len() > max_bytes {
+        return Err(too_large(max_bytes));
+    }
+    Ok(Cow::Owned(out))
 }
 
 fn too_large(max_bytes: usize) -> IngestError {
@@ -127,6 +195,57 @@ mod tests {
         let full = gz(br#"{"event_name":"something fairly long to compress"}"#);
         let e = decode(&full[..full.len() - 6], true, 1000).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidGzip);
+    }
+
+    /// All of `data` through a [`Gunzip`] fed `piece` bytes at a time.
+    fn streamed(data: &[u8], piece: usize) -> Result<Vec<u8>, String> {
+        let mut gunzip = Gunzip::new();
+        let mut out = Vec::new();
+        for chunk in data.chunks(piece) {
+            let mut at = 0;
+            while at < chunk.len() {
+                at = gunzip.step(chunk, at, &mut out)?;
+            }
+        }
+        gunzip.finish(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn streamed_members_in_any_split() {
+        let mut body = gz(&b"a\n".repeat(1000));
+        body.extend(gz(&b"b\n".repeat(10)));
+        let mut expected = b"a\n".repeat(1000);
+        expected.extend(b"b\n".repeat(10));
+        for piece in [1, 7, 100, body.len()] {
+            assert_eq!(streamed(&body, piece).unwrap(), expected, "piece {piece}");
+        }
+    }
+
+    #[test]
+    fn a_streamed_bomb_inflates_in_bounded_steps() {
+        let bomb = gz(&vec![b'\n'; 64 << 20]);
+        let mut gunzip = Gunzip::new();
+        let (mut at, mut total) = (0, 0);
+        while at < bomb.len() {
+            let mut out = Vec::new();
+            at = gunzip.step(&bomb, at, &mut out).unwrap();
+            assert!(out.len() <= INFLATE_STEP_BYTES, "{}", out.len());
+            total += out.len();
+        }
+        let mut tail = Vec::new();
+        gunzip.finish(&mut tail).unwrap();
+        assert_eq!(total + tail.len(), 64 << 20);
+    }
+
+    #[test]
+    fn streamed_errors_say_what_is_wrong() {
+        let full = gz(&b"a\n".repeat(100));
+        let cut = streamed(&full[..full.len() - 4], 10).unwrap_err();
+        assert!(cut.contains("ends early"), "{cut}");
+        let bad = streamed(b"not gzip at all", 10).unwrap_err();
+        assert!(bad.contains("invalid gzip"), "{bad}");
+        assert_eq!(streamed(b"", 10).unwrap(), b"");
     }
 
     #[test]

@@ -1,16 +1,17 @@
 //! A bounded, thread-safe cache of parsed user agents: the enrichment
-//! [`ClockCache`] (sharded, CLOCK eviction) keyed by the user agent.
+//! enrichment [`Cache`] (quick_cache: sharded, S3-FIFO) keyed by the user agent.
 //!
 //! Bounds: at most `capacity` entries, each keyed by the user agent cut to
 //! [`MAX_UA_LEN`](super::MAX_UA_LEN) bytes, so the memory is bounded by
 //! roughly `capacity × (512 + size of a parsed UserAgent)` bytes.
-//! Parsing happens outside the locks; capacity 0 caches nothing (every
+//! Parsing happens outside the locks (once per key: concurrent misses of
+//! one user agent wait for the first); capacity 0 caches nothing (every
 //! call parses, without hashing or locking).
 
 use std::sync::Arc;
 
 use super::{truncate_user_agent, UserAgent, UserAgentParser};
-use crate::enrich::clock_cache::{CacheStats, ClockCache};
+use crate::enrich::cache::{Cache, CacheStats};
 
 /// The default number of entries.
 pub const DEFAULT_CAPACITY: usize = 10_000;
@@ -18,7 +19,7 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 /// A bounded cache mapping a user agent to its parsed [`UserAgent`].
 pub struct UserAgentCache {
     parser: &'static UserAgentParser,
-    entries: ClockCache<Box<str>, Arc<UserAgent>>,
+    entries: Cache<String, Arc<UserAgent>>,
 }
 
 impl std::fmt::Debug for UserAgentCache {
@@ -47,7 +48,7 @@ impl UserAgentCache {
     pub fn with_parser(parser: &'static UserAgentParser, capacity: usize) -> Self {
         UserAgentCache {
             parser,
-            entries: ClockCache::new(capacity),
+            entries: Cache::new(capacity),
         }
     }
 
@@ -84,7 +85,6 @@ impl UserAgentCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::enrich::clock_cache::SHARDS;
 
     #[test]
     fn hits_return_the_same_parse() {
@@ -156,7 +156,7 @@ mod tests {
         let stats = cache.stats();
         assert!(stats.entries <= DEFAULT_CAPACITY, "{stats:?}");
         assert!(max_seen <= DEFAULT_CAPACITY);
-        assert!(stats.entries >= DEFAULT_CAPACITY - SHARDS, "{stats:?}");
+        assert!(stats.entries >= DEFAULT_CAPACITY * 9 / 10, "{stats:?}");
         assert_eq!(stats.misses, 1_000_000);
         let mut stored = 0;
         cache.entries.for_each_key(|k| {

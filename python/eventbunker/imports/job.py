@@ -27,9 +27,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from eventbunker import _native
-from eventbunker.bulk.body import BodyError, GzipStream, LineChunker, LongLine, skip_lines
 from eventbunker.config import Settings
 from eventbunker.errors import ErrorCode, Refusal, field_detail
+from eventbunker.imports.body import BodyError, GzipStream, LineChunker, LongLine, skip_lines
 from eventbunker.ingest.auth import ApiKey, KeyCache
 from eventbunker.ingest.enrichment import build_enricher
 from eventbunker.ingest.pipeline import COUNTER_SHARDS, limits_of
@@ -272,7 +272,8 @@ class ImportJob:
                     for item in chunker.feed(piece):
                         await handle(item)
             if gunzip:
-                gunzip.finish()
+                for item in chunker.feed(gunzip.finish()):
+                    await handle(item)
             for item in chunker.finish():
                 await handle(item)
         except (BodyError, ClientGone) as exc:

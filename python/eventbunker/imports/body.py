@@ -8,13 +8,10 @@ reported by number, so the other lines still get through.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-# The most one decompression step may produce: a small gzip body can
-# inflate to gigabytes, which must not land in memory at once.
-INFLATE_STEP_BYTES = 4 << 20
+from eventbunker import _native
 
 
 class BodyError(Exception):
@@ -22,32 +19,28 @@ class BodyError(Exception):
 
 
 class GzipStream:
-    """Incremental gunzip of a body, several gzip members in a row included."""
+    """Incremental gunzip of a body, several gzip members in a row included:
+    the Rust inflater of ingest bodies (``_native.Gunzip``), in bounded steps."""
 
     def __init__(self) -> None:
-        self._inflater = zlib.decompressobj(wbits=31)
-        self._started = False
+        self._inflater = _native.Gunzip()
 
     def feed(self, data: bytes) -> Iterator[bytes]:
-        while data:
-            self._started = True
+        start = 0
+        while start < len(data):
             try:
-                out = self._inflater.decompress(data, INFLATE_STEP_BYTES)
-            except zlib.error as exc:
-                raise BodyError(f"invalid gzip data: {exc}") from None
+                out, start = self._inflater.step(data, start)
+            except ValueError as exc:
+                raise BodyError(str(exc)) from None
             if out:
                 yield out
-            if self._inflater.eof:
-                # The next member, if the body goes on (`cat a.gz b.gz`).
-                data = self._inflater.unused_data
-                self._inflater = zlib.decompressobj(wbits=31)
-                self._started = False
-            else:
-                data = self._inflater.unconsumed_tail
 
-    def finish(self) -> None:
-        if self._started and not self._inflater.eof:
-            raise BodyError("the gzip stream ends early: it was cut off")
+    def finish(self) -> bytes:
+        """What is left of the body; BodyError when it was cut off."""
+        try:
+            return self._inflater.finish()
+        except ValueError as exc:
+            raise BodyError(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)

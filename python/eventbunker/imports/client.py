@@ -30,10 +30,10 @@ from typing import Any, Protocol, TextIO, TypeVar
 import orjson
 import psycopg
 
-from eventbunker.bulk.progress import Progress, choose_mode
-from eventbunker.bulk.sources import STDIN, Format, Source, SourceError, default_import_id
 from eventbunker.config import Settings
 from eventbunker.errors import ErrorCode, Refusal
+from eventbunker.imports.progress import Progress, choose_mode
+from eventbunker.imports.sources import STDIN, Format, Source, SourceError, default_import_id
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 IMPORT_PATH = "/v1/events/import"
@@ -191,12 +191,12 @@ class DirectTransport:
         self._settings = settings
 
     def progress(self, import_id: str) -> dict[str, Any] | None:
-        from eventbunker.bulk.job import import_progress_direct
+        from eventbunker.imports.job import import_progress_direct
 
         return self._run(import_progress_direct(self._conninfo, self._key, import_id))
 
     def send(self, body: Iterator[bytes], import_id: str, first_line: int) -> dict[str, Any]:
-        from eventbunker.bulk.job import import_direct
+        from eventbunker.imports.job import import_direct
 
         return self._run(
             import_direct(
@@ -210,7 +210,7 @@ class DirectTransport:
         )
 
     def _run(self, job: Coroutine[Any, Any, _T]) -> _T:
-        from eventbunker.bulk.job import ImportFailed
+        from eventbunker.imports.job import ImportFailed
 
         try:
             return asyncio.run(job)

@@ -20,7 +20,8 @@ from litestar import Router, get
 from litestar.datastructures import ResponseHeader
 
 from eventbunker import _native
-from eventbunker.bulk.job import (
+from eventbunker.errors import ErrorCode, Refusal, error_document
+from eventbunker.imports.job import (
     BodyStalled,
     ClientGone,
     ImportFailed,
@@ -28,7 +29,6 @@ from eventbunker.bulk.job import (
     first_line_refused,
     import_progress,
 )
-from eventbunker.errors import ErrorCode, Refusal, error_document
 from eventbunker.ingest.auth import KEY_DEPENDENCY, ApiKey, KeyCache, key_guard
 from eventbunker.ingest.endpoint import (
     Receive,

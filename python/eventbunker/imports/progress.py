@@ -1,21 +1,24 @@
-"""Import progress on stderr: a redrawn bar on a terminal, plain lines in logs.
+"""Import progress on stderr: ``rich``'s live bar on a terminal, plain lines in logs.
 
-On a TTY one line is redrawn with ``\\r`` (percent of the input read, line,
-events/s, ETA); elsewhere (CI logs, ``2> file``) a plain line every few
-seconds, since ``\\r`` redraws would pile up into one unreadable line.
+On a TTY a ``rich`` progress bar is redrawn in place (percent of the input
+read, line, events/s, ETA), with notes printed above it; elsewhere (CI logs,
+``2> file``) a plain line every few seconds, since redraws would pile up into
+one unreadable line.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from typing import Literal, TextIO
 
+from rich.console import Console
+from rich.progress import BarColumn, TextColumn
+from rich.progress import Progress as Bar
+
 Mode = Literal["bar", "lines", "off"]
 
 BAR_REDRAW_S = 0.2
-BAR_WIDTH = 24
 
 
 def choose_mode(stream: TextIO, *, quiet: bool) -> Mode:
@@ -50,10 +53,24 @@ class Progress:
         self._now = clock
         # The bar shows at once; plain lines start after one interval.
         self._last_draw = float("-inf") if mode == "bar" else self._now()
-        self._drawn = 0  # characters of the bar on screen
         self._base: tuple[float, int, int] | None = None  # time, bytes, line
         self._bytes = 0
         self._line = 0
+        self._bar: Bar | None = None
+        if mode == "bar":
+            console = Console(file=stream, highlight=False)
+            # Redrawn by update() (no refresh thread): at most every BAR_REDRAW_S.
+            self._bar = Bar(
+                BarColumn(bar_width=24),
+                TextColumn("{task.fields[figures]}", markup=False),
+                console=console,
+                auto_refresh=False,
+                get_time=clock,
+                # The summary goes to stdout as it is, never through the bar.
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self._task = self._bar.add_task("import", total=self._total, figures="")
 
     def restart(self) -> None:
         """A new attempt: measure rates from its first chunk on."""
@@ -71,28 +88,26 @@ class Progress:
 
     def note(self, message: str) -> None:
         """A message on a line of its own (a retry, a warning), even when quiet."""
-        self._clear()
-        self._stream.write(f"eventbunker import: {message}\n")
+        text = f"eventbunker import: {message}"
+        if self._bar is not None and self._bar.live.is_started:
+            self._bar.console.print(text, markup=False)  # above the bar
+            self._last_draw = float("-inf")  # redraw the bar at the next update
+            return
+        self._stream.write(text + "\n")
         self._stream.flush()
-        self._last_draw = float("-inf")  # redraw the bar below it at the next update
 
     def close(self) -> None:
         """The final state (the bar stays on screen, ended by a newline)."""
-        if self._mode == "bar" and self._base is not None:
+        if self._bar is not None and self._base is not None:
             self._draw(self._now())
-            self._stream.write("\n")
-            self._stream.flush()
-            self._drawn = 0
+            self._bar.stop()
 
     def _draw(self, now: float) -> None:
         percent, rate, eta = self._figures(now)
-        if self._mode == "bar":
-            filled = round(BAR_WIDTH * percent / 100) if percent is not None else 0
-            bar = "[" + "#" * filled + "-" * (BAR_WIDTH - filled) + "]"
-            text = " ".join(
+        if self._bar is not None:
+            figures = " ".join(
                 part
                 for part in (
-                    bar if percent is not None else "",
                     f"{percent:5.1f}%" if percent is not None else "",
                     f"line {self._line:,}",
                     f"{rate:,.0f} events/s" if rate is not None else "",
@@ -100,19 +115,19 @@ class Progress:
                 )
                 if part
             )
-            width = shutil.get_terminal_size((100, 24)).columns - 1
-            text = text[:width]
-            self._stream.write("\r" + text + " " * max(0, self._drawn - len(text)))
-            self._drawn = len(text)
-        else:
-            parts = [f"line {self._line}"]
-            if percent is not None:
-                parts.insert(0, f"{percent:.1f}% read")
-            if rate is not None:
-                parts.append(f"{rate:.0f} events/s")
-            if eta is not None:
-                parts.append(f"ETA {_duration(eta)}")
-            self._stream.write("eventbunker import: " + ", ".join(parts) + "\n")
+            self._bar.update(self._task, completed=self._bytes, figures=figures)
+            if not self._bar.live.is_started:
+                self._bar.start()
+            self._bar.refresh()
+            return
+        parts = [f"line {self._line}"]
+        if percent is not None:
+            parts.insert(0, f"{percent:.1f}% read")
+        if rate is not None:
+            parts.append(f"{rate:.0f} events/s")
+        if eta is not None:
+            parts.append(f"ETA {_duration(eta)}")
+        self._stream.write("eventbunker import: " + ", ".join(parts) + "\n")
         self._stream.flush()
 
     def _figures(self, now: float) -> tuple[float | None, float | None, float | None]:
@@ -127,11 +142,6 @@ class Progress:
                 if self._total and byte_rate > 0:
                     eta = max(0.0, self._total - self._bytes) / byte_rate
         return percent, rate, eta
-
-    def _clear(self) -> None:
-        if self._mode == "bar" and self._drawn:
-            self._stream.write("\r" + " " * self._drawn + "\r")
-            self._drawn = 0
 
 
 def _duration(seconds: float) -> str:

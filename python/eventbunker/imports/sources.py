@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from eventbunker.bulk.body import BodyError, GzipStream
+from eventbunker.imports.body import BodyError, GzipStream
 
 Format = Literal["auto", "ndjson", "json"]
 FORMATS: tuple[Format, ...] = ("auto", "ndjson", "json")
@@ -185,7 +185,9 @@ def _decoded_blocks(reader: _CountingReader) -> Iterator[bytes]:
         while data:
             yield from gunzip.feed(data)
             data = reader.read(READ_BYTES)
-        gunzip.finish()
+        tail = gunzip.finish()
+        if tail:
+            yield tail
     except BodyError as exc:
         raise SourceError(str(exc)) from None
 

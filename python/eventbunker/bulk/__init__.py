@@ -1,1 +1,0 @@
-"""Bulk import: the streaming NDJSON endpoint, its jobs and the command-line client."""
