@@ -3,6 +3,7 @@
 ``Authorization: Bearer eba_...`` (or ``X-Api-Key``) on every request.
 
 - ``GET/POST /v1/projects``, ``GET/PATCH/DELETE /v1/projects/{id}``
+- ``PUT /v1/projects/{id}/retention``, ``PUT /v1/projects/{id}/rate_limit``
 - ``GET/POST /v1/projects/{id}/keys``, ``DELETE /v1/projects/{id}/keys/{key_id}`` (revoke)
 - ``GET /v1/usage?start=YYYY-MM-DD&end=YYYY-MM-DD[&project_id=N]``
 
@@ -174,6 +175,31 @@ class AdminApi:
 
             return await self._answer(request, action)
 
+        @put(
+            "/v1/projects/{project_id:int}/rate_limit",
+            summary="Set a project's rate limit: events per second and burst (null: the server's)",
+            **common,
+        )
+        async def set_rate_limit(
+            request: Request[Any, Any, Any], project_id: int
+        ) -> Response[bytes]:
+            async def action(admin: AdminKey) -> Any:
+                body = await _object_body(request)
+                unknown = sorted(set(body) - {"events_per_second", "burst"})
+                if unknown:
+                    raise AdminError(
+                        f"unknown field {unknown[0]!r}: send events_per_second and burst"
+                    )
+                return await store.run(
+                    accounts.set_rate_limit,
+                    admin.account_id,
+                    project_id,
+                    body.get("events_per_second"),
+                    body.get("burst"),
+                )
+
+            return await self._answer(request, action)
+
         @delete(
             "/v1/projects/{project_id:int}",
             status_code=200,
@@ -256,6 +282,7 @@ class AdminApi:
             get_project,
             rename_project,
             set_retention,
+            set_rate_limit,
             delete_project,
             list_keys,
             create_key,

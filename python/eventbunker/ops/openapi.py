@@ -696,9 +696,20 @@ def _object(required: list[str], **properties: Schema | Reference) -> Schema:
     return Schema(type=OpenAPIType.OBJECT, required=required, properties=properties)
 
 
-_PROJECT = _object(["id", "name", "created_at"], id=_INTEGER, name=_STRING, created_at=_TIMESTAMP)
-_KEY = _object(["id", "kind", "project_id"], id=_INTEGER, kind=_STRING, project_id=_INTEGER)
 _NULLABLE_INTEGER = Schema(type=[OpenAPIType.INTEGER, OpenAPIType.NULL])
+_RATE_LIMIT = _object(
+    ["events_per_second", "burst"],
+    events_per_second=Schema(type=[OpenAPIType.NUMBER, OpenAPIType.NULL]),
+    burst=_NULLABLE_INTEGER,
+)
+_PROJECT = _object(
+    ["id", "name", "created_at", "rate_limit"],
+    id=_INTEGER,
+    name=_STRING,
+    created_at=_TIMESTAMP,
+    rate_limit=_RATE_LIMIT,
+)
+_KEY = _object(["id", "kind", "project_id"], id=_INTEGER, kind=_STRING, project_id=_INTEGER)
 _ADMIN_ANSWERS: dict[tuple[str, str], tuple[str, Schema]] = {
     ("get", "/v1/projects"): (
         "200",
@@ -717,6 +728,10 @@ _ADMIN_ANSWERS: dict[tuple[str, str], tuple[str, Schema]] = {
     ("put", "/v1/projects/{project_id}/retention"): (
         "200",
         _object(["id", "retention_days"], id=_INTEGER, retention_days=_NULLABLE_INTEGER),
+    ),
+    ("put", "/v1/projects/{project_id}/rate_limit"): (
+        "200",
+        _object(["id", "rate_limit"], id=_INTEGER, rate_limit=_RATE_LIMIT),
     ),
     ("get", "/v1/projects/{project_id}/keys"): (
         "200",
