@@ -183,7 +183,10 @@ def test_project_rate_limits_in_the_admin_api(
         {"events_per_second": 10, "bursts": 10},
     ):
         r = admin("PUT", f"/v1/projects/{project_id}/rate_limit", json=bad)
-        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request", (bad, r.text)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request", (
+            bad,
+            r.text,
+        )
     r = admin("PUT", f"/v1/projects/{project_id}/rate_limit", other_admin, json=limit)
     assert r.status_code == 404
     assert admin("GET", f"/v1/projects/{project_id}").json()["rate_limit"] == limit

@@ -30,6 +30,7 @@ from eventbunker.config import UNSET_PATH, Settings
 from eventbunker.errors import ErrorCode, error_document
 from eventbunker.ingest.auth import KeyCache
 from eventbunker.ingest.pipeline import IngestPipeline
+from eventbunker.ops.memory import MemoryTrimmer
 from eventbunker.ops.metrics import Metrics
 from eventbunker.ops.openapi import document_admin, document_ingest, document_query
 from eventbunker.query.endpoint import QueryApi
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> RawRouter:
     )
     query_api = QueryApi(keys, conninfo, settings)
     admin_store = AdminStore(conninfo)  # admin API and web app
+    trimmer = MemoryTrimmer()
 
     @get("/healthz", media_type=MediaType.JSON, summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -101,6 +103,7 @@ def create_app(settings: Settings | None = None) -> RawRouter:
         document_query(app)
         document_admin(app)
         await metrics.start()
+        await trimmer.start()
         await keys.start()
         await ingest.start()
         await query_api.start()
@@ -110,6 +113,7 @@ def create_app(settings: Settings | None = None) -> RawRouter:
             await query_api.stop()
             await ingest.stop()
             await keys.stop()
+            await trimmer.stop()
             await metrics.stop()
 
     app = Litestar(

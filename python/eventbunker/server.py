@@ -19,6 +19,7 @@ from eventbunker.admin.projects import create_key, create_project
 from eventbunker.config import UNSET_PATH, Settings
 from eventbunker.database import open_database
 from eventbunker.ingest.enrichment import check_and_log
+from eventbunker.ops.memory import worker_environment
 
 log = logging.getLogger("eventbunker")
 
@@ -37,6 +38,7 @@ def serve(settings: Settings, *, quickstart: bool = False) -> None:
         worker_settings = replace(settings, database_url=conninfo, runtime_dir=Path(runtime_dir))
         # Workers are separate processes: they read their settings from here.
         os.environ.update(worker_settings.to_env())
+        os.environ.update(worker_environment(dict(os.environ)))
         workers = settings.effective_workers
         log.info("serving on http://%s:%d with %d workers", settings.host, settings.port, workers)
         Granian(

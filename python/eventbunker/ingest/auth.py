@@ -210,7 +210,10 @@ class KeyCache:
             key = self._known.get(digest)
             if limit is None:
                 self._known.pop(digest, None)
-            elif key is not None and limit != (key.rate_limit_events_per_second, key.rate_limit_burst):
+            elif key is not None and limit != (
+                key.rate_limit_events_per_second,
+                key.rate_limit_burst,
+            ):
                 self._known[digest] = replace(
                     key, rate_limit_events_per_second=limit[0], rate_limit_burst=limit[1]
                 )
