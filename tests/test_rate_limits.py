@@ -324,7 +324,7 @@ def test_sdk_endpoints_are_limited_too(limited_server: Server, project: Project)
     headers = {"X-Api-Key": project.write_key, "Content-Type": "application/json"}
     answers = [
         httpx.post(limited_server.url + "/v1/batch", content=body, headers=headers, timeout=10)
-        for _ in range(20)
+        for _ in range(40)
     ]
     statuses = [r.status_code for r in answers]
     assert statuses.count(200) >= BURST // BATCH and 429 in statuses
