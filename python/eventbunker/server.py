@@ -85,13 +85,13 @@ RESERVED_FILES = 512
 def connections_per_worker(settings: Settings) -> int:
     """``--max-connections``, within the open-files limit (raised to its hard
     limit first: the workers inherit it)."""
+    if settings.max_connections < 1:
+        raise SystemExit("eventbunker serve: --max-connections must be at least 1")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = settings.max_connections + RESERVED_FILES
     if soft != resource.RLIM_INFINITY and soft < wanted:
         soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    if settings.max_connections < 1:
-        raise SystemExit("eventbunker serve: --max-connections must be at least 1")
     if soft != resource.RLIM_INFINITY and soft < wanted:
         allowed = max(1, soft - RESERVED_FILES)
         log.warning(
