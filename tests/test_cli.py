@@ -195,3 +195,18 @@ def test_project_retention_command(database_url: str, db: psycopg.Connection[Any
     assert forever["retention_days"] is None
     row = db.execute("SELECT retention_days FROM projects WHERE id = %s", (project["id"],))
     assert row.fetchone() == (None,)
+
+
+def test_project_rate_limit_command(database_url: str, db: psycopg.Connection[Any]) -> None:
+    project = as_json(eventbunker("project", "create", "api", "--database-url", database_url))
+    pid = str(project["id"])
+    flags = ("--database-url", database_url)
+    set_to = as_json(eventbunker("project", "rate-limit", pid, "250", "1000", *flags))
+    assert set_to == {"id": project["id"], "rate_limit": {"events_per_second": 250, "burst": 1000}}
+    rate_only = as_json(eventbunker("project", "rate-limit", pid, "2.5", "default", *flags))
+    assert rate_only["rate_limit"] == {"events_per_second": 2.5, "burst": None}
+    row = db.execute(
+        "SELECT rate_limit_events_per_second, rate_limit_burst FROM projects WHERE id = %s",
+        (project["id"],),
+    )
+    assert row.fetchone() == (2.5, None)

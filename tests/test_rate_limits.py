@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from conftest import Project, Server, serving
+from eventbunker.admin.accounts import create_account
 from eventbunker.errors import Refusal
 from eventbunker.ingest.auth import ApiKey
 from eventbunker.ingest.rate_limits import RateLimit, RateLimits
@@ -27,8 +28,21 @@ BURST = 100
 BATCH = 10
 
 
-def key(key_id: int, customer: str | None = None, project_id: int = 1) -> ApiKey:
-    return ApiKey(id=key_id, project_id=project_id, kind="write", customer_identifier=customer)
+def key(
+    key_id: int,
+    customer: str | None = None,
+    project_id: int = 1,
+    rate: float | None = None,
+    burst: int | None = None,
+) -> ApiKey:
+    return ApiKey(
+        id=key_id,
+        project_id=project_id,
+        kind="write",
+        customer_identifier=customer,
+        rate_limit_events_per_second=rate,
+        rate_limit_burst=burst,
+    )
 
 
 def _take_all(runtime_dir: str, tries: int, results: Any) -> None:
@@ -86,6 +100,104 @@ def test_bucket_refills_keys_and_customers_are_apart() -> None:
         limits.admit(key(8))
     assert int(refused.value.retry_after_s) == 5  # 201 events short at 50/s
     limits.close()
+
+
+def test_a_project_limit_replaces_the_servers() -> None:
+    """A project's own rate and burst win over the server's; a missing one is
+    the server's; a project may be limited on a server that limits none."""
+    limited = RateLimits(RateLimit(RATE, BURST), None)
+    assert limited.limit_of(key(1)) == RateLimit(RATE, BURST)
+    assert limited.limit_of(key(1, rate=5.0)) == RateLimit(5.0, BURST)
+    assert limited.limit_of(key(1, burst=7)) == RateLimit(RATE, 7)
+    assert limited.limit_of(key(1, rate=5.0, burst=7)) == RateLimit(5.0, 7)
+    limited.take(key(2, rate=RATE, burst=3 * BURST), 3 * BURST)  # over the server's burst
+    with pytest.raises(Refusal) as refused:
+        limited.take(key(3, rate=1.0, burst=5), 6)  # a batch over the burst passes from full...
+        limited.admit(key(3, rate=1.0, burst=5))  # ...and leaves the bucket in debt
+    assert refused.value.retry_after_s == "2" and "1 events per second (burst 5)" in str(
+        refused.value.message
+    )
+    one_second = RateLimits(RateLimit(RATE, 0), None)  # burst 0: one second's worth
+    assert one_second.limit_of(key(1, rate=20.0)) == RateLimit(20.0, 20)
+    unlimited = RateLimits(None, None)
+    assert unlimited.limit_of(key(1)) is None
+    for _ in range(3):
+        unlimited.take(key(1), 10 * BURST)
+    assert unlimited.limit_of(key(1, rate=2.5)) == RateLimit(2.5, 2.5)
+    assert unlimited.limit_of(key(1, rate=2.5, burst=10)) == RateLimit(2.5, 10)
+    for closing in (limited, one_second, unlimited):
+        closing.close()
+
+
+def test_project_rate_limits_in_the_admin_api(
+    server: Server, db: psycopg.Connection[Any], make_key: Any
+) -> None:
+    """End to end, on a server without a limit of its own: set, shown, applied
+    to the project's write keys and customers by both workers within the key
+    refresh, then lifted again; another project and bad values untouched."""
+    admin_key = create_account(db, "limits")["admin_key"]
+    other_admin = create_account(db, "others")["admin_key"]
+
+    def admin(method: str, path: str, secret: str = admin_key, **kw: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {secret}"}
+        return httpx.request(method, server.url + path, headers=headers, timeout=10, **kw)
+
+    created = admin("POST", "/v1/projects", json={"name": "limited"}).json()
+    project_id, write_key = created["id"], created["keys"]["write"]
+    customer_key = make_key(project_id, "write", "acme")["key"]
+    other_project = admin("POST", "/v1/projects", json={"name": "free"}).json()
+    assert admin("GET", f"/v1/projects/{project_id}").json()["rate_limit"] == {
+        "events_per_second": None,
+        "burst": None,
+    }
+    assert [send(server.url, write_key).status_code for _ in range(20)] == [202] * 20
+
+    limit = {"events_per_second": RATE, "burst": BURST}
+    answer = admin("PUT", f"/v1/projects/{project_id}/rate_limit", json=limit)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"id": project_id, "rate_limit": limit}
+    assert admin("GET", f"/v1/projects/{project_id}").json()["rate_limit"] == limit
+    listed = admin("GET", "/v1/projects").json()["projects"]
+    assert [p["rate_limit"] for p in listed if p["id"] == project_id] == [limit]
+
+    time.sleep(0.6)  # the key refresh (250 ms) of both workers
+    for secret in (write_key, customer_key):
+        started = time.monotonic()
+        answers = [send(server.url, secret) for _ in range(40)]
+        elapsed = time.monotonic() - started
+        accepted = sum(r.json()["accepted"] for r in answers if r.status_code == 202)
+        assert BURST <= accepted <= BURST + RATE * elapsed + BATCH, (accepted, elapsed)
+        refused = [r for r in answers if r.status_code == 429]
+        assert refused and all(r.json()["error"]["code"] == "rate_limited" for r in refused)
+        assert all(int(r.headers["retry-after"]) >= 1 for r in refused)
+    other_key = other_project["keys"]["write"]
+    assert [send(server.url, other_key).status_code for _ in range(20)] == [202] * 20
+
+    # Refused, and changing nothing: bad values, unknown fields, another account's project.
+    for bad in (
+        {"events_per_second": 0, "burst": 10},
+        {"events_per_second": "fast"},
+        {"events_per_second": 10, "burst": 1.5},
+        {"events_per_second": 10, "burst": True},
+        {"events_per_second": 10, "burst": 2**31},
+        {"events_per_second": 10, "bursts": 10},
+    ):
+        r = admin("PUT", f"/v1/projects/{project_id}/rate_limit", json=bad)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request", (
+            bad,
+            r.text,
+        )
+    r = admin("PUT", f"/v1/projects/{project_id}/rate_limit", other_admin, json=limit)
+    assert r.status_code == 404
+    assert admin("GET", f"/v1/projects/{project_id}").json()["rate_limit"] == limit
+
+    lifted = {"events_per_second": None, "burst": None}
+    assert admin("PUT", f"/v1/projects/{project_id}/rate_limit", json=lifted).json() == {
+        "id": project_id,
+        "rate_limit": lifted,
+    }
+    time.sleep(0.6)
+    assert [send(server.url, write_key).status_code for _ in range(20)] == [202] * 20
 
 
 @pytest.fixture(scope="module")
@@ -188,12 +300,31 @@ def test_a_hot_key_is_limited_and_a_quiet_one_is_not(
     assert refused == len(limited) + hot_answers.count(429)
 
 
+def test_a_project_limit_lifts_the_servers(
+    limited_server: Server, db: psycopg.Connection[Any]
+) -> None:
+    """A project allowed more than the server's default gets it."""
+    admin_key = create_account(db, "generous")["admin_key"]
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    created = httpx.post(
+        limited_server.url + "/v1/projects", json={"name": "big"}, headers=headers
+    ).json()
+    r = httpx.put(
+        limited_server.url + f"/v1/projects/{created['id']}/rate_limit",
+        json={"events_per_second": 10 * RATE, "burst": 5 * BURST},
+        headers=headers,
+    )
+    assert r.status_code == 200, r.text
+    answers = [send(limited_server.url, created["keys"]["write"]) for _ in range(40)]
+    assert [r.status_code for r in answers] == [202] * 40  # 400 events: 4 default bursts
+
+
 def test_sdk_endpoints_are_limited_too(limited_server: Server, project: Project) -> None:
     body = orjson.dumps({"batch": [{"type": "track", "event": "e", "userId": "u"}] * BATCH})
     headers = {"X-Api-Key": project.write_key, "Content-Type": "application/json"}
     answers = [
         httpx.post(limited_server.url + "/v1/batch", content=body, headers=headers, timeout=10)
-        for _ in range(20)
+        for _ in range(40)
     ]
     statuses = [r.status_code for r in answers]
     assert statuses.count(200) >= BURST // BATCH and 429 in statuses

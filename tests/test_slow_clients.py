@@ -1,11 +1,14 @@
 """Slow and stuck clients: a body not whole within --body-timeout-seconds is
 answered 408 request_timeout and its connection closed, whether it stopped
-short of its Content-Length or trickles in chunks; 2,000 such connections do
-not keep a normal request from its answer."""
+short of its Content-Length or trickles in chunks; a connection without a
+request under way (never sending a byte, or idle after an answer) or with its
+headers unfinished is closed after --keep-alive-timeout-seconds; thousands of
+such connections do not keep a normal request from its answer."""
 
 from __future__ import annotations
 
 import json
+import resource
 import socket
 import statistics
 import time
@@ -19,6 +22,8 @@ from conftest import Project, Server, serving
 
 TIMEOUT_S = 1.0
 STUCK = 2000
+# The stuck-connections test: its own server, whose bounds leave time to open them all.
+STUCK_TIMEOUT_S = 10.0
 
 
 @pytest.fixture(scope="module")
@@ -105,38 +110,120 @@ def test_a_trickled_body_is_cut_at_the_bound(impatient_server: Server, project: 
     assert status.startswith(b"HTTP/1.1 408"), status
 
 
+@pytest.fixture(scope="module")
+def stuck_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with serving(
+        database_url,
+        tmp_path_factory.mktemp("stuck"),
+        "--workers",
+        "2",
+        "--body-timeout-seconds",
+        str(STUCK_TIMEOUT_S),
+        "--keep-alive-timeout-seconds",
+        str(STUCK_TIMEOUT_S),
+    ) as srv:
+        yield srv
+
+
+def bare_connection(server: Server) -> socket.socket:
+    """Connected, and never a byte sent."""
+    url = urlsplit(server.url)
+    return socket.create_connection((url.hostname, url.port), timeout=10)
+
+
+def normal_latencies(server: Server, project: Project, count: int = 40) -> list[float]:
+    latencies = []
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        for _ in range(count):
+            started = time.perf_counter()
+            r = http.post(
+                "/v1/events",
+                content=b'{"event_name": "normal"}',
+                headers={"X-Api-Key": project.write_key, "Content-Type": "application/json"},
+            )
+            latencies.append(time.perf_counter() - started)
+            assert r.status_code == 202, r.text
+    return latencies
+
+
 def test_stuck_connections_do_not_hold_up_a_normal_request(
-    impatient_server: Server, project: Project
+    stuck_server: Server, project: Project
 ) -> None:
-    stuck = [
-        open_request(impatient_server, "/v1/events", project.write_key, chunked=False)
+    """2,000 bare connections that never send and 2,000 requests whose body
+    never ends: a normal request is answered as fast as without them (each
+    within a second: none waits for a stuck one to be cut), then the bodies
+    are answered 408 and the bare ones closed, each within its bound."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = 2 * STUCK + 200
+    if soft < needed:
+        assert hard >= needed, f"this test needs {needed} file descriptors (ulimit -Hn {hard})"
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    alone = normal_latencies(stuck_server, project)
+    opened_at = time.monotonic()
+    bare = [bare_connection(stuck_server) for _ in range(STUCK)]
+    bodies = [
+        open_request(stuck_server, "/v1/events", project.write_key, chunked=False)
         for _ in range(STUCK)
     ]
     try:
-        latencies = []
-        with httpx.Client(base_url=impatient_server.url, timeout=10) as http:
-            for _ in range(20):
-                started = time.perf_counter()
-                r = http.post(
-                    "/v1/events",
-                    content=b'{"event_name": "normal"}',
-                    headers={"X-Api-Key": project.write_key, "Content-Type": "application/json"},
-                )
-                latencies.append(time.perf_counter() - started)
-                assert r.status_code == 202, r.text
+        time.sleep(1.0)  # the workers take in the new connections' requests
+        latencies = normal_latencies(stuck_server, project)
+        assert time.monotonic() - opened_at < STUCK_TIMEOUT_S, "too slow to open: bounds passed"
         print(
-            f"{STUCK} stuck connections held; a normal request answered in"
-            f" median {statistics.median(latencies) * 1000:.1f} ms,"
-            f" max {max(latencies) * 1000:.1f} ms"
+            f"{len(bare)} bare and {len(bodies)} unfinished-body connections held; a normal"
+            f" request answered in median {statistics.median(latencies) * 1000:.1f} ms, max"
+            f" {max(latencies) * 1000:.1f} ms (alone: median"
+            f" {statistics.median(alone) * 1000:.1f} ms, max {max(alone) * 1000:.1f} ms)"
         )
-        # Every stuck one is answered 408 and closed: none is held past the bound.
-        for sock in stuck:
-            sock.settimeout(TIMEOUT_S + 10)
-        answers = [answer_and_close(sock) for sock in stuck]
-        assert answers == [(b"HTTP/1.1 408 Request Timeout", True)] * STUCK
+        assert max(latencies) < 1.0, latencies
+        # Every stuck one is cut: the bodies answered 408, the bare ones closed.
+        deadline = opened_at + STUCK_TIMEOUT_S + 15
+        for sock in bare + bodies:
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+        assert [answer_and_close(sock) for sock in bodies] == [
+            (b"HTTP/1.1 408 Request Timeout", True)
+        ] * STUCK
+        assert [answer_and_close(sock) for sock in bare] == [(b"", True)] * STUCK
+        cut_after = time.monotonic() - opened_at
+        print(f"all {2 * STUCK} cut {cut_after:.1f} s after the first was opened")
+        assert cut_after < deadline - opened_at
     finally:
-        for sock in stuck:
+        for sock in bare + bodies:
             sock.close()
+
+
+def closed_at(sock: socket.socket, deadline: float) -> float:
+    """When the server closed the connection (failing if still open at ``deadline``)."""
+    sock.settimeout(max(0.1, deadline - time.monotonic()))
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        pytest.fail("still open past the keep-alive bound")
+    except ConnectionResetError:
+        pass
+    return time.monotonic()
+
+
+def test_idle_connections_are_closed_after_the_keep_alive_timeout(
+    stuck_server: Server,
+) -> None:
+    """A kept-alive connection idle after its answer, one that never sends a
+    byte, and one whose headers never end: each closed after the bound."""
+    kept_alive = bare_connection(stuck_server)
+    kept_alive.sendall(
+        f"GET /healthz HTTP/1.1\r\nHost: {urlsplit(stuck_server.url).netloc}\r\n\r\n".encode()
+    )
+    assert kept_alive.recv(65536).startswith(b"HTTP/1.1 200")
+    idle_since = {kept_alive: time.monotonic()}
+    idle_since[bare_connection(stuck_server)] = time.monotonic()
+    half_headers = bare_connection(stuck_server)
+    half_headers.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
+    idle_since[half_headers] = time.monotonic()
+    deadline = time.monotonic() + STUCK_TIMEOUT_S + 10
+    for sock, since in idle_since.items():
+        with sock:
+            assert closed_at(sock, deadline) - since >= STUCK_TIMEOUT_S - 0.5
 
 
 def test_a_stalled_import_is_answered_408_with_what_it_committed(

@@ -29,6 +29,7 @@ from eventbunker.errors import ErrorCode
 from eventbunker.imports.endpoint import IMPORT_PATH, PROGRESS_PREFIX, ImportEndpoint
 from eventbunker.ingest.auth import KeyCache
 from eventbunker.ingest.pipeline import IngestPipeline
+from eventbunker.ops.memory import MemoryTrimmer
 from eventbunker.ops.metrics import Metrics
 from eventbunker.ops.openapi import COMPONENTS, document_raw_routes
 from eventbunker.query.endpoint import QueryApi
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> RawRouter:
     )
     query_api = QueryApi(keys, conninfo, settings)
     admin_store = AdminStore(conninfo)  # admin API and web app
+    trimmer = MemoryTrimmer()
 
     @get("/healthz", media_type=MediaType.JSON, summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -99,6 +101,7 @@ def create_app(settings: Settings | None = None) -> RawRouter:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         document_raw_routes(app)
         await metrics.start()
+        await trimmer.start()
         await keys.start()
         await ingest.start()
         await query_api.start()
@@ -108,6 +111,7 @@ def create_app(settings: Settings | None = None) -> RawRouter:
             await query_api.stop()
             await ingest.stop()
             await keys.stop()
+            await trimmer.stop()
             await metrics.stop()
 
     app = Litestar(

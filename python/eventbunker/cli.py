@@ -16,6 +16,7 @@ from eventbunker.admin.accounts import (
     create_account,
     create_admin_key,
     revoke_admin_key,
+    set_rate_limit,
     set_retention,
 )
 from eventbunker.admin.keys import KEY_KINDS
@@ -61,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     project_retention.add_argument("project_id", type=int)
     project_retention.add_argument("days", type=_retention_days)
     add_flags(project_retention, database_only=True)
+    project_rate_limit = project.add_parser(
+        "rate-limit",
+        help="a project's own rate limit for its write keys ('default': the server's)",
+    )
+    project_rate_limit.add_argument("project_id", type=int)
+    project_rate_limit.add_argument("events_per_second", type=_or_default(float))
+    project_rate_limit.add_argument("burst", type=_or_default(int))
+    add_flags(project_rate_limit, database_only=True)
 
     account = commands.add_parser("account", help="manage accounts").add_subparsers(
         dest="action", required=True
@@ -99,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _retention_days(text: str) -> int | None:
     return None if text == "forever" else int(text)
+
+
+def _or_default(convert: Callable[[str], float]) -> Callable[[str], float | None]:
+    """A number, or None for 'default' (the server's setting)."""
+
+    def parse(text: str) -> float | None:
+        return None if text == "default" else convert(text)
+
+    parse.__name__ = convert.__name__  # argparse names the type in its errors
+    return parse
 
 
 def _import_parser(commands: Any) -> None:
@@ -211,6 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "project":
         if args.action == "retention":
             return _admin(args, lambda conn: set_retention(conn, None, args.project_id, args.days))
+        if args.action == "rate-limit":
+            return _admin(
+                args,
+                lambda conn: set_rate_limit(
+                    conn, None, args.project_id, args.events_per_second, args.burst
+                ),
+            )
         return _admin(args, lambda conn: create_project(conn, args.name, args.account))
     if args.command == "account":
         if args.action == "create":

@@ -58,6 +58,16 @@ class Settings:
         " closed (1 MiB at 384 kbit/s, slow 3G, takes 22 s); an import, streamed, when no byte"
         " came for that long",
     )
+    keep_alive_timeout_seconds: float = setting(
+        30.0,
+        "a connection without a request under way (just opened, or kept alive after an answer),"
+        " or whose request headers are not whole, is closed after this many seconds (up to 60)",
+    )
+    max_connections: int = setting(
+        8192,
+        "open connections per worker (more wait in the listen backlog); at most the open-files"
+        " limit less a reserve",
+    )
     max_future_seconds: int = setting(
         86_400,
         "an event timed further ahead of its receipt (after clock-skew correction) is stored"

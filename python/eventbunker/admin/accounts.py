@@ -129,14 +129,22 @@ def authenticate_admin(conn: psycopg.Connection[Any], secret: str) -> AdminKey |
 # --- Projects of one account -------------------------------------------------
 
 
+# The columns ``_project_row`` reads, in its order.
+_PROJECT_COLUMNS = "id, name, created_at, rate_limit_events_per_second, rate_limit_burst"
+
+
 def _project_row(row: tuple[Any, ...]) -> dict[str, Any]:
-    return {"id": int(row[0]), "name": row[1], "created_at": row[2]}
+    return {"id": int(row[0]), "name": row[1], "created_at": row[2], **_rate_limit(row[3:5])}
+
+
+def _rate_limit(row: tuple[Any, ...]) -> dict[str, Any]:
+    return {"rate_limit": {"events_per_second": row[0], "burst": row[1]}}
 
 
 def list_projects(conn: psycopg.Connection[Any], account_id: int) -> list[dict[str, Any]]:
     """The account's projects with their billed writes today and this month (UTC)."""
     rows = conn.execute(
-        "SELECT p.id, p.name, p.created_at,"
+        "SELECT p.id, p.name, p.created_at, p.rate_limit_events_per_second, p.rate_limit_burst,"
         " coalesce(sum(w.events) FILTER (WHERE w.day = t.today), 0),"
         " coalesce(sum(w.events), 0)"
         " FROM projects p"
@@ -147,13 +155,13 @@ def list_projects(conn: psycopg.Connection[Any], account_id: int) -> list[dict[s
         (account_id,),
     ).fetchall()
     return [
-        {**_project_row(r), "billed_today": int(r[3]), "billed_this_month": int(r[4])} for r in rows
+        {**_project_row(r), "billed_today": int(r[5]), "billed_this_month": int(r[6])} for r in rows
     ]
 
 
 def get_project(conn: psycopg.Connection[Any], account_id: int, project_id: int) -> dict[str, Any]:
     row = conn.execute(
-        "SELECT id, name, created_at FROM projects WHERE id = %s AND account_id = %s",
+        f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = %s AND account_id = %s",
         (project_id, account_id),
     ).fetchone()
     if row is None:
@@ -175,7 +183,7 @@ def rename_project(
     name = check_name(name, "project")
     row = conn.execute(
         "UPDATE projects SET name = %s WHERE id = %s AND account_id = %s"
-        " RETURNING id, name, created_at",
+        f" RETURNING {_PROJECT_COLUMNS}",
         (name, project_id, account_id),
     ).fetchone()
     if row is None:
@@ -205,6 +213,43 @@ def set_retention(
     if row is None:
         raise NotFound(f"no project with id {project_id}")
     return {"id": int(row[0]), "retention_days": row[1]}
+
+
+# A bucket's burst is a PostgreSQL integer; a rate beyond this is no limit at all.
+MAX_RATE_LIMIT = 2**31 - 1
+
+
+def set_rate_limit(
+    conn: psycopg.Connection[Any],
+    account_id: int | None,
+    project_id: int,
+    events_per_second: object,
+    burst: object,
+) -> dict[str, Any]:
+    """The project's own rate limit (ingest/rate_limits.py) for its write keys
+    and customers; None for either: the server's setting. ``account_id`` None
+    (the operator's CLI): whichever account owns it."""
+    if events_per_second is not None and (
+        not isinstance(events_per_second, int | float)
+        or isinstance(events_per_second, bool)
+        or not 0 < events_per_second <= MAX_RATE_LIMIT
+    ):
+        raise AdminError(
+            f"events_per_second must be null or a number above 0, at most {MAX_RATE_LIMIT}"
+        )
+    if burst is not None and (
+        not isinstance(burst, int) or isinstance(burst, bool) or not 1 <= burst <= MAX_RATE_LIMIT
+    ):
+        raise AdminError(f"burst must be null or an integer from 1 to {MAX_RATE_LIMIT}")
+    row = conn.execute(
+        "UPDATE projects SET rate_limit_events_per_second = %s, rate_limit_burst = %s"
+        " WHERE id = %s AND (%s::bigint IS NULL OR account_id = %s)"
+        " RETURNING id, rate_limit_events_per_second, rate_limit_burst",
+        (events_per_second, burst, project_id, account_id, account_id),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no project with id {project_id}")
+    return {"id": int(row[0]), **_rate_limit(row[1:3])}
 
 
 def delete_project(

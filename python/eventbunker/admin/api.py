@@ -3,7 +3,7 @@
 ``Authorization: Bearer eba_...`` (or ``X-Api-Key``) on every request.
 
 - ``GET/POST /v1/projects``, ``GET/PATCH/DELETE /v1/projects/{id}``
-- ``PUT /v1/projects/{id}/retention``
+- ``PUT /v1/projects/{id}/retention``, ``PUT /v1/projects/{id}/rate_limit``
 - ``GET/POST /v1/projects/{id}/keys``, ``DELETE /v1/projects/{id}/keys/{key_id}`` (revoke)
 - ``GET /v1/usage?start=YYYY-MM-DD&end=YYYY-MM-DD[&project_id=N]``
 
@@ -39,7 +39,9 @@ from eventbunker.admin.schemas import (
     Project,
     ProjectList,
     ProjectName,
+    ProjectRateLimit,
     ProjectRetention,
+    RateLimit,
     Retention,
     RevokedKey,
     UsageReport,
@@ -171,6 +173,24 @@ class AdminApi:
             result = await run(store, accounts.set_retention, admin.account_id, project_id, days)
             return answer(result, ProjectRetention)
 
+        @put(
+            "/v1/projects/{project_id:int}/rate_limit",
+            summary="Set a project's rate limit: events per second and burst (null: the server's)",
+            **common,
+        )
+        async def set_rate_limit(
+            admin: AdminKey, project_id: int, data: RateLimit
+        ) -> ProjectRateLimit:
+            result = await run(
+                store,
+                accounts.set_rate_limit,
+                admin.account_id,
+                project_id,
+                data.events_per_second,
+                data.burst,
+            )
+            return answer(result, ProjectRateLimit)
+
         @delete(
             "/v1/projects/{project_id:int}",
             status_code=200,
@@ -234,6 +254,7 @@ class AdminApi:
             get_project,
             rename_project,
             set_retention,
+            set_rate_limit,
             delete_project,
             list_keys,
             create_key,

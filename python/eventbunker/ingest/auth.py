@@ -3,7 +3,10 @@
 Keys are looked up by the SHA-256 of the secret. Known keys stay cached and
 are re-checked against the database every ``refresh_interval`` (250 ms by
 default) in one query, so a revoked or deleted key is refused by every
-worker within that interval. Unknown and revoked keys are cached briefly
+worker within that interval; the same query brings each key's project rate
+limit (ingest/rate_limits.py), so a change made in the admin API applies
+within that interval too, with no query on the request path. Unknown and
+revoked keys are cached briefly
 (bounded) so that a flood of bad keys does not become a flood of queries.
 """
 
@@ -15,7 +18,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -42,6 +45,9 @@ class ApiKey:
     project_id: int
     kind: str
     customer_identifier: str | None
+    # The project's own rate limit; None: the server's (--rate-limit-*).
+    rate_limit_events_per_second: float | None = None
+    rate_limit_burst: int | None = None
 
 
 def presented_secret(api_key: str | None, authorization: str | None) -> str | None:
@@ -155,8 +161,11 @@ class KeyCache:
             conn = await self._connection()
             try:
                 cur = await conn.execute(
-                    "SELECT id, project_id, kind, customer_identifier, revoked_at IS NOT NULL"
-                    " FROM api_keys WHERE key_hash = %s",
+                    "SELECT k.id, k.project_id, k.kind, k.customer_identifier,"
+                    " k.revoked_at IS NOT NULL,"
+                    " p.rate_limit_events_per_second, p.rate_limit_burst"
+                    " FROM api_keys k JOIN projects p ON p.id = k.project_id"
+                    " WHERE k.key_hash = %s",
                     (digest,),
                 )
                 row = await cur.fetchone()
@@ -169,13 +178,21 @@ class KeyCache:
             while len(self._refused) > NEGATIVE_MAX_ENTRIES:
                 self._refused.popitem(last=False)
             return status
-        key = ApiKey(id=row[0], project_id=row[1], kind=row[2], customer_identifier=row[3])
+        key = ApiKey(
+            id=row[0],
+            project_id=row[1],
+            kind=row[2],
+            customer_identifier=row[3],
+            rate_limit_events_per_second=row[5],
+            rate_limit_burst=row[6],
+        )
         self._known[digest] = key
         self._used.add(key.id)  # [admin: last_used_at]
         return key
 
     async def refresh(self) -> None:
-        """Drop every cached key that was revoked or deleted since it was cached."""
+        """Drop every cached key that was revoked or deleted since it was cached,
+        and take up the rate limits of the others' projects."""
         if not self._known:
             return
         hashes = list(self._known)
@@ -183,16 +200,27 @@ class KeyCache:
             conn = await self._connection()
             try:
                 cur = await conn.execute(
-                    "SELECT key_hash FROM api_keys WHERE key_hash = ANY(%s) AND revoked_at IS NULL",
+                    "SELECT k.key_hash, p.rate_limit_events_per_second, p.rate_limit_burst"
+                    " FROM api_keys k JOIN projects p ON p.id = k.project_id"
+                    " WHERE k.key_hash = ANY(%s) AND k.revoked_at IS NULL",
                     (hashes,),
                 )
-                valid = {bytes(row[0]) for row in await cur.fetchall()}
+                valid = {bytes(row[0]): (row[1], row[2]) for row in await cur.fetchall()}
             except psycopg.Error:
                 await self._drop_connection()
                 raise
         for digest in hashes:
-            if digest not in valid:
+            limit = valid.get(digest)
+            key = self._known.get(digest)
+            if limit is None:
                 self._known.pop(digest, None)
+            elif key is not None and limit != (
+                key.rate_limit_events_per_second,
+                key.rate_limit_burst,
+            ):
+                self._known[digest] = replace(
+                    key, rate_limit_events_per_second=limit[0], rate_limit_burst=limit[1]
+                )
         await self._write_last_used()
 
     async def _write_last_used(self) -> None:

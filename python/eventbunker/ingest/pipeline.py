@@ -40,13 +40,12 @@ def limits_of(settings: Settings) -> _native.Limits:
     )
 
 
-def rate_limits_of(settings: Settings) -> RateLimits | None:
+def rate_limits_of(settings: Settings) -> RateLimits:
+    """The server's default limit (if any); projects may have their own even without one."""
     rate = settings.rate_limit_events_per_second
-    if rate <= 0:
-        return None
-    burst = settings.rate_limit_burst or max(1.0, rate)
+    default = RateLimit(rate, settings.rate_limit_burst) if rate > 0 else None
     runtime_dir = settings.runtime_dir if settings.runtime_dir != UNSET_PATH else None
-    return RateLimits(RateLimit(rate, burst), runtime_dir)
+    return RateLimits(default, runtime_dir)
 
 
 class IngestPipeline:

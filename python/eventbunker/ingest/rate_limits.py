@@ -18,6 +18,10 @@ a database row) because those put a network or database round trip on every
 request; a lock and a read-modify-write of 32 bytes take a few microseconds.
 When a group is full of live buckets, the newcomer shares the fullest one
 (at most 16,384 keys sending at once per node without sharing).
+
+A project may have its own limit (``PUT /v1/projects/{id}/rate_limit``): the
+key cache brings it with each key (ingest/auth.py), so it costs no query here;
+each slot keeps the limit it was last taken under, to tell when it is full.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from eventbunker.ingest.auth import ApiKey
 
 GROUPS = 4096
 SLOTS_PER_GROUP = 4
-SLOT = struct.Struct("<Qdd8x")  # key hash (0: free), tokens, refilled at (monotonic s)
+# key hash (0: free), tokens, refilled at (monotonic s), the bucket's rate and burst
+SLOT = struct.Struct("<Qddff")
 GROUP_BYTES = SLOT.size * SLOTS_PER_GROUP
 FILE_NAME = "rate-limits"
 
@@ -49,12 +54,15 @@ class RateLimit:
 
 
 class RateLimits:
-    """The node's buckets; ``runtime_dir`` None: this process's own."""
+    """The node's buckets; ``runtime_dir`` None: this process's own.
 
-    def __init__(self, limit: RateLimit, runtime_dir: Path | None) -> None:
-        if limit.events_per_second <= 0 or limit.burst < 1:
-            raise ValueError("a rate limit needs events_per_second > 0 and a burst of at least 1")
-        self._limit = limit
+    ``default`` is the server's limit (None: none) for keys whose project has
+    none of its own; a default burst of 0 is one second of the key's rate."""
+
+    def __init__(self, default: RateLimit | None, runtime_dir: Path | None) -> None:
+        if default is not None and (default.events_per_second <= 0 or default.burst < 0):
+            raise ValueError("a rate limit needs events_per_second > 0 and a burst of at least 0")
+        self._default = default
         size = GROUPS * GROUP_BYTES
         if runtime_dir is None:
             self._fd = os.memfd_create(FILE_NAME)
@@ -63,6 +71,19 @@ class RateLimits:
         if os.fstat(self._fd).st_size < size:
             os.ftruncate(self._fd, size)  # zero-filled: every slot free
         self._map = mmap.mmap(self._fd, size)
+
+    def limit_of(self, key: ApiKey) -> RateLimit | None:
+        """The key's limit: its project's, else the server's (None: unlimited)."""
+        default = self._default
+        rate = key.rate_limit_events_per_second
+        if rate is None:
+            if default is None:
+                return None
+            rate = default.events_per_second
+        burst = key.rate_limit_burst
+        if burst is None:
+            burst = int(default.burst) if default is not None else 0
+        return RateLimit(rate, float(burst) if burst else max(1.0, rate))
 
     def admit(self, key: ApiKey) -> None:
         """Refuse (429) unless the key's bucket holds at least one event."""
@@ -77,47 +98,45 @@ class RateLimits:
         os.close(self._fd)
 
     def _take(self, key: ApiKey, events: int) -> None:
-        rate, burst = self._limit.events_per_second, self._limit.burst
+        limit = self.limit_of(key)
+        if limit is None:
+            return
+        rate, burst = limit.events_per_second, limit.burst
         digest = _bucket_hash(key)
         group = digest % GROUPS
         offset = group * GROUP_BYTES
         fcntl.lockf(self._fd, fcntl.LOCK_EX, GROUP_BYTES, offset)
         try:
             now = time.monotonic()
-            at, tokens = self._slot(digest, offset, now)
-            tokens = min(burst, tokens + (now - self._refilled(at)) * rate)
+            at, tokens, refilled = self._slot(digest, offset, now, limit)
+            tokens = min(burst, tokens + (now - refilled) * rate)
             # Admission needs one event; a batch over the burst passes from a full bucket.
             needed = max(1.0, min(float(events), burst))
             if tokens < needed:
-                SLOT.pack_into(self._map, at, digest, tokens, now)
+                SLOT.pack_into(self._map, at, digest, tokens, now, rate, burst)
                 wait_s = math.ceil((needed - tokens) / rate)
                 raise rate_limited(wait_s, rate, burst)
-            SLOT.pack_into(self._map, at, digest, tokens - events, now)
+            SLOT.pack_into(self._map, at, digest, tokens - events, now, rate, burst)
         finally:
             fcntl.lockf(self._fd, fcntl.LOCK_UN, GROUP_BYTES, offset)
 
-    def _slot(self, digest: int, offset: int, now: float) -> tuple[int, float]:
-        """The offset of the key's slot in its group, and its tokens (a new
-        bucket starts full)."""
-        burst = self._limit.burst
+    def _slot(
+        self, digest: int, offset: int, now: float, limit: RateLimit
+    ) -> tuple[int, float, float]:
+        """The offset of the key's slot in its group, its tokens and when they
+        were refilled (a new bucket starts full)."""
         fullest, fullest_tokens = offset, -math.inf
         for at in range(offset, offset + GROUP_BYTES, SLOT.size):
-            owner, tokens, refilled = SLOT.unpack_from(self._map, at)
+            owner, tokens, refilled, rate, burst = SLOT.unpack_from(self._map, at)
             if owner == digest:
-                return at, tokens
-            refilled_tokens = min(burst, tokens + (now - refilled) * self._limit.events_per_second)
+                return at, tokens, refilled
+            refilled_tokens = min(burst, tokens + (now - refilled) * rate)
             if owner == 0 or refilled_tokens >= burst:
-                return self._claim(at, digest, now)  # free, or full: the same as a new bucket
+                return at, limit.burst, now  # free, or full: the same as a new bucket
             if refilled_tokens > fullest_tokens:
                 fullest, fullest_tokens = at, refilled_tokens
-        return fullest, SLOT.unpack_from(self._map, fullest)[1]
-
-    def _claim(self, at: int, digest: int, now: float) -> tuple[int, float]:
-        SLOT.pack_into(self._map, at, digest, self._limit.burst, now)
-        return at, self._limit.burst
-
-    def _refilled(self, at: int) -> float:
-        return float(SLOT.unpack_from(self._map, at)[2])
+        _, tokens, refilled, _, _ = SLOT.unpack_from(self._map, fullest)
+        return fullest, tokens, refilled
 
 
 def _bucket_hash(key: ApiKey) -> int:
