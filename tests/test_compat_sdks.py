@@ -15,7 +15,7 @@ import gzip
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -75,10 +75,20 @@ def by_name(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {r["event_name"]: r for r in rows}
 
 
-def record(sdk: str, rows: dict[str, dict[str, Any]], calls: dict[str, str]) -> None:
-    """Note, per call type, whether its event was stored (calls: type → name)."""
+def stored_calls(
+    db: psycopg.Connection[Any],
+    project_id: int,
+    count: int,
+    sdk: str,
+    calls: dict[str, str],
+    key: Callable[[dict[str, Any]], str] = lambda row: row["event_name"],
+) -> dict[str, dict[str, Any]]:
+    """The ``count`` stored events by ``key`` (their name), each SDK call
+    type noted in the SDK table as stored or not (calls: type → its key)."""
+    rows = {key(row): row for row in stored(db, project_id, count)}
     for call, name in calls.items():
         sdk_table.record(sdk, call, name in rows)
+    return rows
 
 
 def assert_enriched(row: dict[str, Any], *, browser: str = "Chrome") -> None:
@@ -136,11 +146,11 @@ def test_segment_python_sdk(
     client.flush()
     assert errors == []
 
-    rows = stored(db, project.id, 7)
-    named = by_name(rows)
-    record(
+    named = stored_calls(
+        db,
+        project.id,
+        7,
         "Segment (segment-analytics-python)",
-        named,
         {
             "track": "Signed Up",
             "page": "page",
@@ -228,11 +238,11 @@ def test_posthog_python_sdk(
     client.shutdown()
     assert errors == []
 
-    rows = stored(db, project.id, 6)
-    named = by_name(rows)
-    record(
+    named = stored_calls(
+        db,
+        project.id,
+        6,
         "PostHog (posthog)",
-        named,
         {
             "capture": "Played",
             "capture $pageview": "$pageview",
@@ -315,7 +325,9 @@ def test_mixpanel_python_sdk(
 
     consumer = Consumer(
         events_url=sdk_server.url + "/track",
+        people_url=sdk_server.url + "/engage",
         import_url=sdk_server.url + "/import",
+        groups_url=sdk_server.url + "/groups",
         retry_limit=1,
     )
     mp = Mixpanel(project.write_key, consumer=consumer)
@@ -339,14 +351,50 @@ def test_mixpanel_python_sdk(
         api_secret=project.write_key,
     )
     # alias() always posts to mixpanel.com whatever the consumer (the SDK
-    # says so); merge() goes through the consumer to /import.
+    # says so): test_mixpanel_alias; merge() goes through the consumer to /import.
     mp.merge(None, "m-1", "m-1-other", api_secret=project.write_key)
-    rows = stored(db, project.id, 5)
-    named = by_name(rows)
-    record(
+    # Profile updates (/engage, /groups): one person or group per call.
+    mp.people_set("p-set", {"plan": "pro"})
+    mp.people_set_once("p-set_once", {"first_seen": "today"})
+    mp.people_increment("p-increment", {"plays": 2})
+    mp.people_append("p-append", {"songs": "a"})
+    mp.people_union("p-union", {"genres": ["jazz"]})
+    mp.people_unset("p-unset", ["plan"])
+    mp.people_remove("p-remove", {"genres": "jazz"})
+    mp.people_delete("p-delete")
+    mp.people_track_charge("p-track_charge", 9.5, {"sku": "s1"})
+    mp.people_clear_charges("p-clear_charges")
+    mp.group_set("company", "g-set", {"name": "Acme"})
+    mp.group_set_once("company", "g-set_once", {"founded": 1999})
+    mp.group_union("company", "g-union", {"tags": ["b2b"]})
+    mp.group_unset("company", "g-unset", ["name"])
+    mp.group_remove("company", "g-remove", {"tags": "b2b"})
+    mp.group_delete("company", "g-delete")
+    people = ["set", "set_once", "increment", "append", "union", "unset", "remove", "delete"]
+    people += ["track_charge", "clear_charges"]
+    groups = ["set", "set_once", "union", "unset", "remove", "delete"]
+
+    def profile_key(row: dict[str, Any]) -> str:
+        """Profile updates by the person or group they update."""
+        if row["event_name"] == "$identify":
+            return f"$identify {row['distinct_id']}"
+        if row["event_name"] == "$groupidentify":
+            return f"$groupidentify {row['properties']['$group_id']}"
+        return str(row["event_name"])
+
+    named = stored_calls(
+        db,
+        project.id,
+        5 + len(people) + len(groups),
         "Mixpanel (mixpanel)",
-        named,
-        {"track": "Played", "import_data": "Imported", "merge": "$merge"},
+        {
+            "track": "Played",
+            "import_data": "Imported",
+            "merge": "$merge",
+            **{f"people_{op}": f"$identify p-{op}" for op in people},
+            **{f"group_{op}": f"$groupidentify g-{op}" for op in groups},
+        },
+        key=profile_key,
     )
     played = named["Played"]
     assert played["distinct_id"] == "m-1"
@@ -358,6 +406,19 @@ def test_mixpanel_python_sdk(
     assert_page(played)
     assert named["Liked"]["event_id"] == insert_id
     assert named["Imported"]["timestamp"].timestamp() == 1_700_000_000
+    person = named["$identify p-set"]
+    assert person["properties"] == {"$set": {"plan": "pro"}}
+    assert abs((person["received_at"] - person["timestamp"]).total_seconds()) < 60
+    assert named["$identify p-increment"]["properties"] == {"$add": {"plays": 2}}
+    assert named["$identify p-track_charge"]["properties"]["$append"]["$transactions"]["sku"] == "s1"
+    assert named["$identify p-delete"]["properties"] == {"$delete": ""}
+    group = named["$groupidentify g-set"]
+    assert group["distinct_id"] is None
+    assert group["properties"] == {
+        "$group_key": "company",
+        "$group_id": "g-set",
+        "$set": {"name": "Acme"},
+    }
 
 
 def test_mixpanel_answers(sdk_server: Server, project: Project) -> None:
@@ -440,11 +501,11 @@ def test_amplitude_python_sdk(
         client.flush()
         client.shutdown()
     assert results and all(code == 200 for _, code in results), results
-    rows = stored(db, project.id, 8)
-    named = by_name(rows)
-    record(
+    named = stored_calls(
+        db,
+        project.id,
+        8,
         "Amplitude (amplitude-analytics)",
-        named,
         {
             "track (/2/httpapi)": "Song Played",
             "track (/batch)": "Song Played (batch)",
