@@ -410,7 +410,9 @@ def test_mixpanel_python_sdk(
     assert person["properties"] == {"$set": {"plan": "pro"}}
     assert abs((person["received_at"] - person["timestamp"]).total_seconds()) < 60
     assert named["$identify p-increment"]["properties"] == {"$add": {"plays": 2}}
-    assert named["$identify p-track_charge"]["properties"]["$append"]["$transactions"]["sku"] == "s1"
+    charge = named["$identify p-track_charge"]["properties"]["$append"]["$transactions"]
+    assert charge["$amount"] == 9.5
+    assert charge["sku"] == "s1"
     assert named["$identify p-delete"]["properties"] == {"$delete": ""}
     group = named["$groupidentify g-set"]
     assert group["distinct_id"] is None
