@@ -21,7 +21,7 @@ import pytest
 from test_web import DESKTOP_UA, browser  # noqa: F401 (the Chromium fixture)
 
 import sdk_table
-from conftest import Project, Server, start_server, stop_server
+from conftest import Project, Server, serving
 
 SDK_WEB = Path(__file__).resolve().parent / "sdk_web"
 UTM = {"utm_source": "browser-test", "utm_medium": "cpc", "utm_campaign": "launch"}
@@ -67,12 +67,9 @@ def page_origin() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def sdk_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = start_server(database_url, tmp_path_factory.mktemp("browser-sdk"), "--workers", "1")
-    try:
+    log_dir = tmp_path_factory.mktemp("browser-sdk")
+    with sdk_table.writing(), serving(database_url, log_dir, "--workers", "1") as srv:
         yield srv
-    finally:
-        stop_server(srv)
-        sdk_table.write()
 
 
 def wait_rows(db: psycopg.Connection[Any], project_id: int, names: set[str]) -> dict[str, Any]:

@@ -13,17 +13,25 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import socket
+import socketserver
+import ssl
+import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
+import trustme
 
 import sdk_table
-from conftest import Project, Server, shared_testdata, start_server, stop_server
+from conftest import Project, Server, serving, shared_testdata
 
 VISIBLE_WITHIN_S = 10.0
 # 81.2.69.142 is in MaxMind's test database: GB, England, London.
@@ -37,20 +45,10 @@ PAGE_URL = "https://shop.example/pricing?utm_source=newsletter&utm_medium=email&
 
 @pytest.fixture(scope="module")
 def sdk_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    geoip_db = shared_testdata("geoip/GeoIP2-City-Test.mmdb")
-    srv = start_server(
-        database_url,
-        tmp_path_factory.mktemp("sdk-server"),
-        "--workers",
-        "1",
-        "--geoip-db",
-        str(geoip_db),
-    )
-    try:
+    geoip = ("--geoip-db", str(shared_testdata("geoip/GeoIP2-City-Test.mmdb")))
+    log_dir = tmp_path_factory.mktemp("sdk-server")
+    with sdk_table.writing(), serving(database_url, log_dir, "--workers", "1", *geoip) as srv:
         yield srv
-    finally:
-        stop_server(srv)
-        sdk_table.write()
 
 
 def stored(
@@ -350,8 +348,8 @@ def test_mixpanel_python_sdk(
         {"ip": LONDON_IP, "$insert_id": "imp-1"},
         api_secret=project.write_key,
     )
-    # alias() always posts to mixpanel.com whatever the consumer (the SDK
-    # says so): test_mixpanel_alias; merge() goes through the consumer to /import.
+    # alias() posts to mixpanel.com whatever the consumer: test_mixpanel_alias;
+    # merge() goes through the consumer to /import.
     mp.merge(None, "m-1", "m-1-other", api_secret=project.write_key)
     # Profile updates (/engage, /groups): one person or group per call.
     mp.people_set("p-set", {"plan": "pro"})
@@ -421,6 +419,85 @@ def test_mixpanel_python_sdk(
         "$group_id": "g-set",
         "$set": {"name": "Acme"},
     }
+
+
+@contextmanager
+def https_proxy_to(server_url: str, ca: trustme.CA, host: str) -> Iterator[str]:
+    """An HTTPS proxy (HTTP ``CONNECT``) that answers for ``host`` with a
+    certificate of the test CA ``ca`` and relays the decrypted requests to
+    the server: how a network sends an SDK's hard-wired HTTPS host to
+    EventBunker without changing the SDK. Yields the proxy's URL."""
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(host).configure_cert(tls)
+    upstream = urllib.parse.urlsplit(server_url)
+    address = (upstream.hostname or "127.0.0.1", upstream.port or 80)
+
+    class Connect(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            request_line = self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # the CONNECT request's headers
+            if not request_line.startswith(f"CONNECT {host}:443 ".encode()):
+                self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                return
+            self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            with (
+                tls.wrap_socket(self.connection, server_side=True) as client,
+                socket.create_connection(address) as server,
+            ):
+                back = threading.Thread(target=pump, args=(server, client), daemon=True)
+                back.start()
+                pump(client, server)
+                back.join(timeout=5)
+
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    proxy = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Connect)
+    proxy.daemon_threads = True
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{proxy.server_address[1]}"
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
+def test_mixpanel_alias(
+    sdk_server: Server,
+    project: Project,
+    db: psycopg.Connection[Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """``alias()`` always posts to https://api.mixpanel.com/track with a
+    consumer of its own, whatever the app configured: it is stored when the
+    network routes that host to the server (here an HTTPS proxy whose CA the
+    process trusts, through requests' own HTTPS_PROXY and REQUESTS_CA_BUNDLE)."""
+    from mixpanel import Mixpanel
+
+    ca = trustme.CA()
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    with https_proxy_to(sdk_server.url, ca, "api.mixpanel.com") as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+        monkeypatch.setenv("NO_PROXY", "")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+        Mixpanel(project.write_key).alias("m-new", "m-1")
+    named = stored_calls(db, project.id, 1, "Mixpanel (mixpanel)", {"alias": "$create_alias"})
+    alias = named["$create_alias"]
+    assert alias["distinct_id"] == "m-1"
+    assert alias["properties"]["alias"] == "m-new"
+    assert "token" not in alias["properties"]
 
 
 def test_mixpanel_answers(sdk_server: Server, project: Project) -> None:
