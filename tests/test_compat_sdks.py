@@ -577,13 +577,20 @@ def test_amplitude_python_sdk(
         client.revenue(
             Revenue(price=9.99, quantity=1, product_id="p1"), EventOptions(user_id="a-user-1")
         )
+        client.set_group("org", "acme", EventOptions(user_id="a-user-2"))
         client.flush()
         client.shutdown()
     assert results and all(code == 200 for _, code in results), results
+
+    def set_group_apart(row: dict[str, Any]) -> str:
+        """set_group() sends an $identify too, with the user's groups."""
+        groups = row["event_name"] == "$identify" and "groups" in row["properties"]
+        return "$identify groups" if groups else str(row["event_name"])
+
     named = stored_calls(
         db,
         project.id,
-        8,
+        10,
         "Amplitude (amplitude-analytics)",
         {
             "track (/2/httpapi)": "Song Played",
@@ -591,7 +598,9 @@ def test_amplitude_python_sdk(
             "identify": "$identify",
             "group_identify": "$groupidentify",
             "revenue": "revenue_amount",
+            "set_group": "$identify groups",
         },
+        key=set_group_apart,
     )
     played = named["Song Played"]
     assert played["event_id"] == "amp-False"
@@ -602,6 +611,9 @@ def test_amplitude_python_sdk(
     assert_enriched(played, browser="Python-urllib")
     assert_page(played)
     assert named["$identify"]["properties"]["user_properties"] == {"$set": {"plan": "pro"}}
+    set_group = named["$identify groups"]
+    assert set_group["distinct_id"] == "a-user-2"
+    assert set_group["properties"]["groups"] == {"org": "acme"}
 
 
 def test_amplitude_answers(sdk_server: Server, project: Project) -> None:
