@@ -39,7 +39,8 @@ fn event(doc: &Document<'_>, node: usize, sent_at: Option<usize>) -> Mapped {
         timestamp: e.get(b"time"),
         sent_at,
         event_id: e.get(b"insert_id"),
-        distinct_id: id_value(doc, e.get(b"user_id")).or_else(|| id_value(doc, e.get(b"device_id"))),
+        distinct_id: id_value(doc, e.get(b"user_id"))
+            .or_else(|| id_value(doc, e.get(b"device_id"))),
         ip: unless(doc, e.get(b"ip"), REMOTE_IP),
         user_agent: e.get(b"user_agent"),
         url: e.prop(PAGE_LOCATION),

@@ -334,7 +334,8 @@ impl<'a, 'd> Flat<'a, 'd> {
             name: None,
             properties: event::Properties::Merged([
                 Some(event::Source::members(self.node, skip)),
-                self.props.map(|obj| event::Source::members(obj, props_skip)),
+                self.props
+                    .map(|obj| event::Source::members(obj, props_skip)),
                 None,
                 None,
             ]),
