@@ -553,26 +553,17 @@ def test_amplitude_python_sdk(
         client = Amplitude(project.write_key, config)
         suffix = "" if not use_batch else " (batch)"
         props = {"[Amplitude] Page Location": PAGE_URL, "bpm": 120}
-        client.track(
-            BaseEvent(
-                "Song Played" + suffix,
-                user_id="a-user-1",
-                device_id="dev-1",
-                ip=LONDON_IP,
-                insert_id=f"amp-{use_batch}",
-                event_properties=props,
+        for _ in range(2):  # the same insert_id twice: stored once
+            client.track(
+                BaseEvent(
+                    "Song Played" + suffix,
+                    user_id="a-user-1",
+                    device_id="dev-1",
+                    ip=LONDON_IP,
+                    insert_id=f"amp-{use_batch}",
+                    event_properties=props,
+                )
             )
-        )
-        client.track(
-            BaseEvent(
-                "Song Played" + suffix,
-                user_id="a-user-1",
-                device_id="dev-1",
-                ip=LONDON_IP,
-                insert_id=f"amp-{use_batch}",
-                event_properties=props,
-            )
-        )
         identify = Identify().set("plan", "pro")
         client.identify(identify, EventOptions(user_id="a-user-1", ip=LONDON_IP))
         client.group_identify(
