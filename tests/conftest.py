@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -128,6 +130,21 @@ def serving(database_url: str, log_dir: Path, *extra_args: str) -> Iterator[Serv
         yield server
     finally:
         stop_server(server)
+
+
+@contextmanager
+def serving_in_a_thread(listener: socketserver.TCPServer) -> Iterator[str]:
+    """``listener`` (bound on loopback) served by a thread for the ``with``
+    block, its handlers in threads of their own; yields its ``http://`` URL."""
+    if isinstance(listener, socketserver.ThreadingMixIn):
+        listener.daemon_threads = True
+    thread = threading.Thread(target=listener.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.server_address[1]}"
+    finally:
+        listener.shutdown()
+        listener.server_close()
 
 
 def stop_server(server: Server) -> None:

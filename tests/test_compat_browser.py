@@ -8,7 +8,6 @@ arrive with the browser's user agent parsed and the page URL's UTM tags.
 from __future__ import annotations
 
 import functools
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import pytest
 from test_web import DESKTOP_UA, browser  # noqa: F401 (the Chromium fixture)
 
 import sdk_table
-from conftest import Project, Server, start_server, stop_server
+from conftest import Project, Server, serving, serving_in_a_thread
 
 SDK_WEB = Path(__file__).resolve().parent / "sdk_web"
 UTM = {"utm_source": "browser-test", "utm_medium": "cpc", "utm_campaign": "launch"}
@@ -55,24 +54,15 @@ def page_origin() -> Iterator[str]:
     if not (SDK_WEB / "node_modules").is_dir():
         pytest.fail("tests/sdk_web/node_modules is missing: run scripts/setup.sh (npm ci)")
     handler = functools.partial(QuietHandler, directory=str(SDK_WEB))
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving_in_a_thread(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def sdk_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = start_server(database_url, tmp_path_factory.mktemp("browser-sdk"), "--workers", "1")
-    try:
+    log_dir = tmp_path_factory.mktemp("browser-sdk")
+    with sdk_table.writing(), serving(database_url, log_dir, "--workers", "1") as srv:
         yield srv
-    finally:
-        stop_server(srv)
-        sdk_table.write()
 
 
 def wait_rows(db: psycopg.Connection[Any], project_id: int, names: set[str]) -> dict[str, Any]:

@@ -13,17 +13,25 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import socket
+import socketserver
+import ssl
+import threading
 import time
+import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
+import trustme
 
 import sdk_table
-from conftest import Project, Server, shared_testdata, start_server, stop_server
+from conftest import Project, Server, serving, serving_in_a_thread, shared_testdata
 
 VISIBLE_WITHIN_S = 10.0
 # 81.2.69.142 is in MaxMind's test database: GB, England, London.
@@ -37,20 +45,10 @@ PAGE_URL = "https://shop.example/pricing?utm_source=newsletter&utm_medium=email&
 
 @pytest.fixture(scope="module")
 def sdk_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    geoip_db = shared_testdata("geoip/GeoIP2-City-Test.mmdb")
-    srv = start_server(
-        database_url,
-        tmp_path_factory.mktemp("sdk-server"),
-        "--workers",
-        "1",
-        "--geoip-db",
-        str(geoip_db),
-    )
-    try:
+    geoip = ("--geoip-db", str(shared_testdata("geoip/GeoIP2-City-Test.mmdb")))
+    log_dir = tmp_path_factory.mktemp("sdk-server")
+    with sdk_table.writing(), serving(database_url, log_dir, "--workers", "1", *geoip) as srv:
         yield srv
-    finally:
-        stop_server(srv)
-        sdk_table.write()
 
 
 def stored(
@@ -75,10 +73,20 @@ def by_name(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {r["event_name"]: r for r in rows}
 
 
-def record(sdk: str, rows: dict[str, dict[str, Any]], calls: dict[str, str]) -> None:
-    """Note, per call type, whether its event was stored (calls: type → name)."""
+def stored_calls(
+    db: psycopg.Connection[Any],
+    project_id: int,
+    count: int,
+    sdk: str,
+    calls: dict[str, str],
+    key: Callable[[dict[str, Any]], str] = lambda row: row["event_name"],
+) -> dict[str, dict[str, Any]]:
+    """The ``count`` stored events by ``key`` (their name), each SDK call
+    type noted in the SDK table as stored or not (calls: type → its key)."""
+    rows = {key(row): row for row in stored(db, project_id, count)}
     for call, name in calls.items():
         sdk_table.record(sdk, call, name in rows)
+    return rows
 
 
 def assert_enriched(row: dict[str, Any], *, browser: str = "Chrome") -> None:
@@ -87,6 +95,25 @@ def assert_enriched(row: dict[str, Any], *, browser: str = "Chrome") -> None:
     assert row["geo_city"] == "London"
     assert row["geo_timezone"] == "Europe/London"
     assert row["ip"] == LONDON_IP
+
+
+def assert_tracked(
+    row: dict[str, Any],
+    *,
+    distinct_id: str,
+    properties: dict[str, Any],
+    key_member: str,
+    browser: str = "Chrome",
+    referrer: bool = True,
+) -> None:
+    """A tracked event, column by column: its person, its properties (these
+    among them, not the SDK's key member), enrichment, page and referrer."""
+    assert row["distinct_id"] == distinct_id
+    assert row["properties"].items() >= properties.items(), row["properties"]
+    assert key_member not in row["properties"]
+    assert row["referrer_host"] == ("search.example" if referrer else None)
+    assert_enriched(row, browser=browser)
+    assert_page(row)
 
 
 def assert_page(row: dict[str, Any]) -> None:
@@ -136,11 +163,11 @@ def test_segment_python_sdk(
     client.flush()
     assert errors == []
 
-    rows = stored(db, project.id, 7)
-    named = by_name(rows)
-    record(
+    named = stored_calls(
+        db,
+        project.id,
+        7,
         "Segment (segment-analytics-python)",
-        named,
         {
             "track": "Signed Up",
             "page": "page",
@@ -152,14 +179,10 @@ def test_segment_python_sdk(
     )
     track = named["Signed Up"]
     assert track["event_id"] == "seg-1"  # sent twice, stored once
-    assert track["distinct_id"] == "u-1"
-    assert track["properties"]["plan"] == "pro"
-    assert track["properties"]["seats"] == 3
+    assert_tracked(
+        track, distinct_id="u-1", properties={"plan": "pro", "seats": 3}, key_member="writeKey"
+    )
     assert track["properties"]["context"]["library"]["name"] == "analytics-python"
-    assert "writeKey" not in track["properties"]
-    assert track["referrer_host"] == "search.example"
-    assert_enriched(track)
-    assert_page(track)
     assert named["page"]["properties"]["name"] == "Pricing"
     assert named["page"]["properties"]["category"] == "Docs"
     assert named["screen"]["properties"]["tab"] == 1
@@ -228,11 +251,11 @@ def test_posthog_python_sdk(
     client.shutdown()
     assert errors == []
 
-    rows = stored(db, project.id, 6)
-    named = by_name(rows)
-    record(
+    named = stored_calls(
+        db,
+        project.id,
+        6,
         "PostHog (posthog)",
-        named,
         {
             "capture": "Played",
             "capture $pageview": "$pageview",
@@ -244,12 +267,7 @@ def test_posthog_python_sdk(
     )
     played = named["Played"]
     assert played["event_id"] == event_uuid
-    assert played["distinct_id"] == "d-1"
-    assert played["properties"]["plan"] == "free"
-    assert "token" not in played["properties"]
-    assert played["referrer_host"] == "search.example"
-    assert_enriched(played)
-    assert_page(played)
+    assert_tracked(played, distinct_id="d-1", properties={"plan": "free"}, key_member="token")
     assert named["$set"]["properties"]["$set"] == {"email": "d1@example.com"}
     assert named["$groupidentify"]["properties"]["$group_type"] == "company"
 
@@ -315,7 +333,9 @@ def test_mixpanel_python_sdk(
 
     consumer = Consumer(
         events_url=sdk_server.url + "/track",
+        people_url=sdk_server.url + "/engage",
         import_url=sdk_server.url + "/import",
+        groups_url=sdk_server.url + "/groups",
         retry_limit=1,
     )
     mp = Mixpanel(project.write_key, consumer=consumer)
@@ -338,26 +358,150 @@ def test_mixpanel_python_sdk(
         {"ip": LONDON_IP, "$insert_id": "imp-1"},
         api_secret=project.write_key,
     )
-    # alias() always posts to mixpanel.com whatever the consumer (the SDK
-    # says so); merge() goes through the consumer to /import.
+    # alias() posts to mixpanel.com whatever the consumer: test_mixpanel_alias;
+    # merge() goes through the consumer to /import.
     mp.merge(None, "m-1", "m-1-other", api_secret=project.write_key)
-    rows = stored(db, project.id, 5)
-    named = by_name(rows)
-    record(
+    # Profile updates (/engage, /groups): one person or group per call.
+    mp.people_set("p-set", {"plan": "pro"})
+    mp.people_set_once("p-set_once", {"first_seen": "today"})
+    mp.people_increment("p-increment", {"plays": 2})
+    mp.people_append("p-append", {"songs": "a"})
+    mp.people_union("p-union", {"genres": ["jazz"]})
+    mp.people_unset("p-unset", ["plan"])
+    mp.people_remove("p-remove", {"genres": "jazz"})
+    mp.people_delete("p-delete")
+    mp.people_track_charge("p-track_charge", 9.5, {"sku": "s1"})
+    mp.people_clear_charges("p-clear_charges")
+    mp.group_set("company", "g-set", {"name": "Acme"})
+    mp.group_set_once("company", "g-set_once", {"founded": 1999})
+    mp.group_union("company", "g-union", {"tags": ["b2b"]})
+    mp.group_unset("company", "g-unset", ["name"])
+    mp.group_remove("company", "g-remove", {"tags": "b2b"})
+    mp.group_delete("company", "g-delete")
+    people = ["set", "set_once", "increment", "append", "union", "unset", "remove", "delete"]
+    people += ["track_charge", "clear_charges"]
+    groups = ["set", "set_once", "union", "unset", "remove", "delete"]
+
+    def profile_key(row: dict[str, Any]) -> str:
+        """Profile updates by the person or group they update."""
+        if row["event_name"] == "$identify":
+            return f"$identify {row['distinct_id']}"
+        if row["event_name"] == "$groupidentify":
+            return f"$groupidentify {row['properties']['$group_id']}"
+        return str(row["event_name"])
+
+    named = stored_calls(
+        db,
+        project.id,
+        5 + len(people) + len(groups),
         "Mixpanel (mixpanel)",
-        named,
-        {"track": "Played", "import_data": "Imported", "merge": "$merge"},
+        {
+            "track": "Played",
+            "import_data": "Imported",
+            "merge": "$merge",
+            **{f"people_{op}": f"$identify p-{op}" for op in people},
+            **{f"group_{op}": f"$groupidentify g-{op}" for op in groups},
+        },
+        key=profile_key,
     )
     played = named["Played"]
-    assert played["distinct_id"] == "m-1"
-    assert played["properties"]["genre"] == "jazz"
-    assert "token" not in played["properties"]
     assert played["event_id"]  # the SDK's own $insert_id
-    assert played["referrer_host"] == "search.example"
-    assert_enriched(played, browser="Python Requests")
-    assert_page(played)
+    assert_tracked(
+        played,
+        distinct_id="m-1",
+        properties={"genre": "jazz"},
+        key_member="token",
+        browser="Python Requests",
+    )
     assert named["Liked"]["event_id"] == insert_id
     assert named["Imported"]["timestamp"].timestamp() == 1_700_000_000
+    person = named["$identify p-set"]
+    assert person["properties"] == {"$set": {"plan": "pro"}}
+    assert abs((person["received_at"] - person["timestamp"]).total_seconds()) < 60
+    assert named["$identify p-increment"]["properties"] == {"$add": {"plays": 2}}
+    charge = named["$identify p-track_charge"]["properties"]["$append"]["$transactions"]
+    assert charge["$amount"] == 9.5
+    assert charge["sku"] == "s1"
+    assert named["$identify p-delete"]["properties"] == {"$delete": ""}
+    group = named["$groupidentify g-set"]
+    assert group["distinct_id"] is None
+    assert group["properties"] == {
+        "$group_key": "company",
+        "$group_id": "g-set",
+        "$set": {"name": "Acme"},
+    }
+
+
+@contextmanager
+def https_proxy_to(server_url: str, ca: trustme.CA, host: str) -> Iterator[str]:
+    """An HTTPS proxy (HTTP ``CONNECT``) that answers for ``host`` with a
+    certificate of the test CA ``ca`` and relays the decrypted requests to
+    the server: how a network sends an SDK's hard-wired HTTPS host to
+    EventBunker without changing the SDK. Yields the proxy's URL."""
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(host).configure_cert(tls)
+    upstream = urllib.parse.urlsplit(server_url)
+    address = (upstream.hostname or "127.0.0.1", upstream.port or 80)
+
+    class Connect(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            request_line = self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # the CONNECT request's headers
+            if not request_line.startswith(f"CONNECT {host}:443 ".encode()):
+                self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                return
+            self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            with (
+                tls.wrap_socket(self.connection, server_side=True) as client,
+                socket.create_connection(address) as server,
+            ):
+                back = threading.Thread(target=pump, args=(server, client), daemon=True)
+                back.start()
+                pump(client, server)
+                back.join(timeout=5)
+
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    with serving_in_a_thread(socketserver.ThreadingTCPServer(("127.0.0.1", 0), Connect)) as url:
+        yield url
+
+
+def test_mixpanel_alias(
+    sdk_server: Server,
+    project: Project,
+    db: psycopg.Connection[Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """``alias()`` always posts to https://api.mixpanel.com/track with a
+    consumer of its own, whatever the app configured: it is stored when the
+    network routes that host to the server (here an HTTPS proxy whose CA the
+    process trusts, through requests' own HTTPS_PROXY and REQUESTS_CA_BUNDLE)."""
+    from mixpanel import Mixpanel
+
+    ca = trustme.CA()
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    with https_proxy_to(sdk_server.url, ca, "api.mixpanel.com") as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+        monkeypatch.setenv("NO_PROXY", "")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+        Mixpanel(project.write_key).alias("m-new", "m-1")
+    named = stored_calls(db, project.id, 1, "Mixpanel (mixpanel)", {"alias": "$create_alias"})
+    alias = named["$create_alias"]
+    assert alias["distinct_id"] == "m-1"
+    assert alias["properties"]["alias"] == "m-new"
+    assert "token" not in alias["properties"]
 
 
 def test_mixpanel_answers(sdk_server: Server, project: Project) -> None:
@@ -409,26 +553,17 @@ def test_amplitude_python_sdk(
         client = Amplitude(project.write_key, config)
         suffix = "" if not use_batch else " (batch)"
         props = {"[Amplitude] Page Location": PAGE_URL, "bpm": 120}
-        client.track(
-            BaseEvent(
-                "Song Played" + suffix,
-                user_id="a-user-1",
-                device_id="dev-1",
-                ip=LONDON_IP,
-                insert_id=f"amp-{use_batch}",
-                event_properties=props,
+        for _ in range(2):  # the same insert_id twice: stored once
+            client.track(
+                BaseEvent(
+                    "Song Played" + suffix,
+                    user_id="a-user-1",
+                    device_id="dev-1",
+                    ip=LONDON_IP,
+                    insert_id=f"amp-{use_batch}",
+                    event_properties=props,
+                )
             )
-        )
-        client.track(
-            BaseEvent(
-                "Song Played" + suffix,
-                user_id="a-user-1",
-                device_id="dev-1",
-                ip=LONDON_IP,
-                insert_id=f"amp-{use_batch}",
-                event_properties=props,
-            )
-        )
         identify = Identify().set("plan", "pro")
         client.identify(identify, EventOptions(user_id="a-user-1", ip=LONDON_IP))
         client.group_identify(
@@ -437,31 +572,45 @@ def test_amplitude_python_sdk(
         client.revenue(
             Revenue(price=9.99, quantity=1, product_id="p1"), EventOptions(user_id="a-user-1")
         )
+        client.set_group("org", "acme", EventOptions(user_id="a-user-2"))
         client.flush()
         client.shutdown()
     assert results and all(code == 200 for _, code in results), results
-    rows = stored(db, project.id, 8)
-    named = by_name(rows)
-    record(
+
+    def set_group_apart(row: dict[str, Any]) -> str:
+        """set_group() sends an $identify too, with the user's groups."""
+        groups = row["event_name"] == "$identify" and "groups" in row["properties"]
+        return "$identify groups" if groups else str(row["event_name"])
+
+    named = stored_calls(
+        db,
+        project.id,
+        10,
         "Amplitude (amplitude-analytics)",
-        named,
         {
             "track (/2/httpapi)": "Song Played",
             "track (/batch)": "Song Played (batch)",
             "identify": "$identify",
             "group_identify": "$groupidentify",
             "revenue": "revenue_amount",
+            "set_group": "$identify groups",
         },
+        key=set_group_apart,
     )
     played = named["Song Played"]
     assert played["event_id"] == "amp-False"
-    assert played["distinct_id"] == "a-user-1"
-    assert played["properties"]["bpm"] == 120
-    assert played["properties"]["device_id"] == "dev-1"
-    assert "api_key" not in played["properties"]
-    assert_enriched(played, browser="Python-urllib")
-    assert_page(played)
+    assert_tracked(
+        played,
+        distinct_id="a-user-1",
+        properties={"bpm": 120, "device_id": "dev-1"},
+        key_member="api_key",
+        browser="Python-urllib",
+        referrer=False,
+    )
     assert named["$identify"]["properties"]["user_properties"] == {"$set": {"plan": "pro"}}
+    set_group = named["$identify groups"]
+    assert set_group["distinct_id"] == "a-user-2"
+    assert set_group["properties"]["groups"] == {"org": "acme"}
 
 
 def test_amplitude_answers(sdk_server: Server, project: Project) -> None:

@@ -198,8 +198,9 @@ def prepare_events(
     ``format``: ``segment``, ``posthog``, ``mixpanel`` or ``amplitude`` maps
     that SDK's payload into our events (rust/src/compat/), ``None`` is our
     own; ``call`` is the single-message endpoint it came to (Segment's
-    ``page``, PostHog's ``engage``); ``form``: the body is form-encoded
-    (``data=``). Gzip is also recognised by its magic bytes for SDK formats.
+    ``page``, Mixpanel's ``import``, the profile updates' ``engage`` and
+    ``groups``); ``form``: the body is form-encoded (``data=``). Gzip is
+    also recognised by its magic bytes for SDK formats.
 
     Raises ``IngestError`` for anything the client must fix; a batch is all
     or nothing.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -66,8 +67,15 @@ def request_secret(headers: dict[bytes, bytes]) -> str | None:
     api_key = headers.get(b"x-api-key")
     if api_key:
         return api_key.decode("latin-1")
-    authorization = headers.get(b"authorization", b"").decode("latin-1").strip()
-    scheme, _, credentials = authorization.partition(" ")
+    authorization = headers.get(b"authorization")
+    return _authorization_secret(authorization) if authorization else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _authorization_secret(authorization: bytes) -> str | None:
+    """Cached: an SDK sends the same header on every request (decoding it
+    was a per-request cost of the Segment path)."""
+    scheme, _, credentials = authorization.decode("latin-1").strip().partition(" ")
     if scheme.lower() == "bearer":
         return credentials.strip() or None
     if scheme.lower() == "basic":
@@ -77,6 +85,15 @@ def request_secret(headers: dict[bytes, bytes]) -> str | None:
             return None
         return user.partition(":")[0] or None
     return None
+
+
+def query_fields(scope: Scope) -> dict[str, str]:
+    """The query string's fields (the last of repeated ones); most SDK
+    requests have none, and skip the parser."""
+    query_string: bytes = scope.get("query_string", b"")
+    if not query_string:
+        return {}
+    return {k: v[-1] for k, v in urllib.parse.parse_qs(query_string.decode()).items()}
 
 
 class SdkEndpoint:
@@ -90,7 +107,6 @@ class SdkEndpoint:
         *,
         format: str,
         call: str | None = None,
-        key_in_body: bool = True,
     ) -> None:
         """``format`` names the payload (``posthog-or-mixpanel``: resolved by
         its shape, and ``dialects`` holds an answer shape for each)."""
@@ -99,45 +115,45 @@ class SdkEndpoint:
         self._dialects = dialects
         self._format = format
         self._call = call
-        self._key_in_body = key_in_body
+        # The common case (a known format, a key in the headers, a JSON
+        # body) needs no per-request lookups.
+        self._dialect = dialects.get(format) or next(iter(dialects.values()))
+        self._payload = SdkPayload(format, call) if format in dialects else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = header_map(scope)
         if scope["method"] == "OPTIONS":
             await answer(send, Answer(204, b""), headers, preflight=True)
             return
-        query = {
-            k: v[-1]
-            for k, v in urllib.parse.parse_qs(scope.get("query_string", b"").decode()).items()
-        }
-        call = Call(query, 0, time.time_ns() // 1000)
-        dialect = next(iter(self._dialects.values()))
+        received_at_us = time.time_ns() // 1000
+        query = query_fields(scope)
+        call = Call(query, 0, received_at_us)
+        dialect = self._dialect
         key: ApiKey | None = None
         try:
             if scope["method"] != "POST":
                 raise Refusal(ErrorCode.METHOD_NOT_ALLOWED, "use POST")
             body = await self._ingest.read_body(headers, receive)
-            call = Call(query, len(body), call.received_at_us)
             gzip = content_encoding_is_gzip(headers) or query.get("compression") == "gzip-js"
             media_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
             form = media_type == FORM_MEDIA_TYPE
             secret = request_secret(headers)
-            fmt = self._format
-            use_peer = query.get("ip") != "0"
-            if secret is None or form or fmt not in self._dialects:
-                decoded = self._decode(body, fmt, gzip=gzip, form=form)
-                fmt = decoded.format
-                dialect = self._dialects[fmt]
-                call = Call(query, len(body), call.received_at_us, decoded.verbose, decoded.strict)
+            payload = self._payload
+            if secret is None or form or payload is None:
+                decoded = self._decode(body, self._format, gzip=gzip, form=form)
+                dialect = self._dialects[decoded.format]
+                call = Call(query, len(body), received_at_us, decoded.verbose, decoded.strict)
                 secret = secret or decoded.key
-                use_peer = use_peer and decoded.ip is not False
-                body, gzip, form = decoded.json, False, False
+                use_peer = query.get("ip") != "0" and decoded.ip is not False
+                payload = SdkPayload(decoded.format, self._call, use_peer=use_peer)
+                body, gzip = decoded.json, False
             else:
-                dialect = self._dialects[fmt]
+                call = Call(query, len(body), received_at_us)
+                if query.get("ip") == "0":
+                    payload = SdkPayload(payload.format, self._call, use_peer=False)
             key = await self._keys.require(secret, "write")
-            payload = SdkPayload(fmt, self._call, form, use_peer)
             accepted, duplicates = await self._ingest.accept(
-                key, scope, headers, body, call.received_at_us, gzip=gzip, sdk=payload
+                key, scope, headers, body, received_at_us, gzip=gzip, sdk=payload
             )
         except Refusal as refusal:
             self._ingest.count_refusal(key, refusal)

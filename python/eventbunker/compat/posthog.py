@@ -32,7 +32,6 @@ class PostHog:
         return Answer(refusal.status, orjson.dumps(body))
 
 
-# Path → the call (``engage``: a person update without an event name).
 PATHS: dict[str, str | None] = {
     "/batch/": None,
     "/capture/": None,
@@ -41,12 +40,17 @@ PATHS: dict[str, str | None] = {
     "/e": None,
     "/i/v0/e/": None,
     "/i/v0/e": None,
+}
+# Shared with Mixpanel, whose SDKs post to the same paths, told apart by the
+# payload's shape (rust/src/compat/mod.rs); path → the call (``engage`` and
+# ``groups``: profile updates, one shape for both, rust/src/compat/profile.rs).
+SHARED_PATHS: dict[str, str | None] = {
+    "/track/": None,
     "/engage/": "engage",
     "/engage": "engage",
+    "/groups/": "groups",
+    "/groups": "groups",
 }
-# Shared with mixpanel-browser, which posts to /track/ too: told apart by
-# the payload's shape (rust/src/compat/mod.rs).
-SHARED_PATHS: dict[str, str | None] = {"/track/": None}
 
 
 def remote_config(token: str) -> dict[str, object]:

@@ -1,8 +1,8 @@
 //! Amplitude HTTP V2 and Batch APIs (`/2/httpapi`, `/batch`):
 //! `{"api_key", "events": [events], "options", "client_upload_time"}`.
 
-use super::{get, id_value, not_an_object, unless, utm_members, Events};
-use crate::ingest::event::{Mapped, Properties, Slots, Source};
+use super::{get, id_value, not_an_object, unless, Events, Flat};
+use crate::ingest::event::{Mapped, Slots};
 use crate::ingest::json::{Document, Node};
 use crate::ingest::{ErrorCode, IngestError};
 
@@ -30,35 +30,22 @@ pub(super) fn map(doc: &Document<'_>) -> Result<Events, IngestError> {
     })
 }
 
-fn event(doc: &Document<'_>, e: usize, sent_at: Option<usize>) -> Mapped {
-    if !matches!(doc.node(e), Node::Object { .. }) {
-        return not_an_object(e);
-    }
-    let props = get(doc, e, b"event_properties");
-    let prop = |key: &[u8]| props.and_then(|p| get(doc, p, key));
-    let utm = utm_members(doc, props);
+fn event(doc: &Document<'_>, node: usize, sent_at: Option<usize>) -> Mapped {
+    let Some(e) = Flat::new(doc, node, Some(b"event_properties")) else {
+        return not_an_object(node);
+    };
     let slots = Slots {
-        event_name: get(doc, e, b"event_type"),
-        timestamp: get(doc, e, b"time"),
+        event_name: e.get(b"event_type"),
+        timestamp: e.get(b"time"),
         sent_at,
-        event_id: get(doc, e, b"insert_id"),
-        distinct_id: id_value(doc, get(doc, e, b"user_id"))
-            .or_else(|| id_value(doc, get(doc, e, b"device_id"))),
-        ip: unless(doc, get(doc, e, b"ip"), REMOTE_IP),
-        user_agent: get(doc, e, b"user_agent"),
-        url: prop(PAGE_LOCATION),
-        utm,
+        event_id: e.get(b"insert_id"),
+        distinct_id: id_value(doc, e.get(b"user_id"))
+            .or_else(|| id_value(doc, e.get(b"device_id"))),
+        ip: unless(doc, e.get(b"ip"), REMOTE_IP),
+        user_agent: e.get(b"user_agent"),
+        url: e.prop(PAGE_LOCATION),
+        utm: e.utm(),
         ..Slots::default()
     };
-    Mapped {
-        node: e,
-        slots,
-        name: None,
-        properties: Properties::Merged([
-            Some(Source::members(e, MAPPED)),
-            props.map(|obj| Source::members(obj, &[])),
-            None,
-            None,
-        ]),
-    }
+    e.mapped(slots, MAPPED, &[])
 }

@@ -1,9 +1,10 @@
 //! Mixpanel ingestion (`/track`, `/import`): an event
 //! `{"event", "properties": {"token", "distinct_id", "time", "$insert_id", …}}`
-//! or an array (or NDJSON lines) of them.
+//! or an array (or NDJSON lines) of them. Its `/engage` and `/groups`
+//! profile updates: [`super::profile`].
 
-use super::{get, id_value, not_an_object, unless, utm_members, Events};
-use crate::ingest::event::{Mapped, Properties, Slots, Source};
+use super::{id_value, not_an_object, unless, Events, Flat};
+use crate::ingest::event::{Mapped, Slots};
 use crate::ingest::json::{Document, Node};
 use crate::ingest::IngestError;
 
@@ -24,34 +25,25 @@ pub(super) fn map(doc: &Document<'_>, call: Option<&str>) -> Result<Events, Inge
     })
 }
 
-fn event(doc: &Document<'_>, e: usize) -> Mapped {
-    if !matches!(doc.node(e), Node::Object { .. }) {
-        return not_an_object(e);
-    }
-    let props = get(doc, e, b"properties");
-    let prop = |key: &[u8]| props.and_then(|p| get(doc, p, key));
-    let utm = utm_members(doc, props);
+fn event(doc: &Document<'_>, node: usize) -> Mapped {
+    let Some(e) = Flat::new(doc, node, Some(b"properties")) else {
+        return not_an_object(node);
+    };
     let slots = Slots {
-        event_name: get(doc, e, b"event"),
-        timestamp: prop(b"time"),
-        event_id: prop(b"$insert_id"),
-        distinct_id: id_value(doc, prop(b"distinct_id")),
-        // `ip` is an address only when it is a string (`1`/`0` are flags).
-        ip: prop(b"ip").filter(|&v| matches!(doc.node(v), Node::Str { .. })),
-        url: prop(b"$current_url"),
-        referrer: unless(doc, prop(b"$referrer"), NO_REFERRER),
-        utm,
+        event_name: e.get(b"event"),
+        timestamp: e.prop(b"time"),
+        event_id: e.prop(b"$insert_id"),
+        distinct_id: id_value(doc, e.prop(b"distinct_id")),
+        ip: address(doc, e.prop(b"ip")),
+        url: e.prop(b"$current_url"),
+        referrer: unless(doc, e.prop(b"$referrer"), NO_REFERRER),
+        utm: e.utm(),
         ..Slots::default()
     };
-    Mapped {
-        node: e,
-        slots,
-        name: None,
-        properties: Properties::Merged([
-            Some(Source::members(e, MAPPED)),
-            props.map(|obj| Source::members(obj, MAPPED_PROPERTIES)),
-            None,
-            None,
-        ]),
-    }
+    e.mapped(slots, MAPPED, MAPPED_PROPERTIES)
+}
+
+/// Mixpanel's `ip` is an address only when it is a string (`1`/`0` are flags).
+pub(super) fn address(doc: &Document<'_>, v: Option<usize>) -> Option<usize> {
+    v.filter(|&v| matches!(doc.node(v), Node::Str { .. }))
 }

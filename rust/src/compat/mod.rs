@@ -16,6 +16,7 @@ pub mod form;
 mod amplitude;
 mod mixpanel;
 mod posthog;
+mod profile;
 mod segment;
 
 use crate::enrich::Enricher;
@@ -62,13 +63,16 @@ pub(crate) struct Events {
 }
 
 /// `call` names the single-message endpoint the body came to (Segment's
-/// `/v1/page` is `page`, PostHog's `/engage/` is `engage`, Mixpanel's
-/// `/import` is `import`); `None` for
-/// batch endpoints.
+/// `/v1/page` is `page`, Mixpanel's `/import` is `import`, the profile
+/// updates of `/engage` and `/groups` are `engage` and `groups`); `None`
+/// for batch endpoints.
 fn map(doc: &Document<'_>, format: Format, call: Option<&str>) -> Result<Events, IngestError> {
+    if let Some(kind) = call.and_then(profile::Kind::of_call) {
+        return Ok(profile::map(doc, kind));
+    }
     match format {
         Format::Segment => segment::map(doc, call),
-        Format::PostHog => posthog::map(doc, call),
+        Format::PostHog => posthog::map(doc),
         Format::Mixpanel => mixpanel::map(doc, call),
         Format::Amplitude => amplitude::map(doc),
     }
@@ -224,7 +228,7 @@ pub(crate) fn get_all<const N: usize>(
 
 /// The `utm_*` members of object `obj` (PostHog's, Mixpanel's and
 /// Amplitude's properties carry them under our own names), in column order.
-pub(crate) fn utm_members(doc: &Document<'_>, obj: Option<usize>) -> [Option<usize>; 5] {
+fn utm_members(doc: &Document<'_>, obj: Option<usize>) -> [Option<usize>; 5] {
     let [source, medium, campaign, term, content] = get_all(
         doc,
         obj,
@@ -277,6 +281,65 @@ pub(crate) fn not_an_object(node: usize) -> Mapped {
         slots: event::Slots::default(),
         name: None,
         properties: event::Properties::Native,
+    }
+}
+
+/// An event object with its properties in one member object (PostHog's,
+/// Mixpanel's and Amplitude's events), as the flat SDKs' mappings read it.
+pub(crate) struct Flat<'a, 'd> {
+    doc: &'a Document<'d>,
+    pub node: usize,
+    /// The member object that holds the event's own properties.
+    pub props: Option<usize>,
+}
+
+impl<'a, 'd> Flat<'a, 'd> {
+    /// `None` when `node` is not an object (`encode_mapped` reports it);
+    /// `props_key` names the member holding its properties, if any.
+    pub fn new(doc: &'a Document<'d>, node: usize, props_key: Option<&[u8]>) -> Option<Self> {
+        matches!(doc.node(node), Node::Object { .. }).then(|| Flat {
+            doc,
+            node,
+            props: props_key.and_then(|k| get(doc, node, k)),
+        })
+    }
+
+    /// A member of the event.
+    pub fn get(&self, key: &[u8]) -> Option<usize> {
+        get(self.doc, self.node, key)
+    }
+
+    /// A member of its properties.
+    pub fn prop(&self, key: &[u8]) -> Option<usize> {
+        self.props.and_then(|p| get(self.doc, p, key))
+    }
+
+    /// The `utm_*` properties (these SDKs send them under our own names).
+    pub fn utm(&self) -> [Option<usize>; 5] {
+        utm_members(self.doc, self.props)
+    }
+
+    /// The event: `properties` holds the members of its properties but
+    /// `props_skip`, then the event's other members but `skip` (of
+    /// duplicate keys the last one counts).
+    pub fn mapped(
+        &self,
+        slots: event::Slots,
+        skip: &'static [&'static [u8]],
+        props_skip: &'static [&'static [u8]],
+    ) -> Mapped {
+        Mapped {
+            node: self.node,
+            slots,
+            name: None,
+            properties: event::Properties::Merged([
+                Some(event::Source::members(self.node, skip)),
+                self.props
+                    .map(|obj| event::Source::members(obj, props_skip)),
+                None,
+                None,
+            ]),
+        }
     }
 }
 

@@ -1,9 +1,10 @@
-//! PostHog capture (`/batch/`, `/capture/`, `/e/`, `/i/v0/e/`, `/track/`,
-//! `/engage/`): `{"api_key", "batch": [events], "sent_at",
-//! "historical_migration"}`, an array of events, or one event.
+//! PostHog capture (`/batch/`, `/capture/`, `/e/`, `/i/v0/e/`, `/track/`):
+//! `{"api_key", "batch": [events], "sent_at", "historical_migration"}`, an
+//! array of events, or one event. Its legacy `/engage/` person updates are
+//! Mixpanel's shape: [`super::profile`].
 
-use super::{elements_or_root, get, id_value, not_an_object, path, unless, utm_members, Events};
-use crate::ingest::event::{Mapped, Properties, Slots, Source};
+use super::{elements_or_root, get, id_value, not_an_object, path, unless, Events, Flat};
+use crate::ingest::event::{Mapped, Slots};
 use crate::ingest::json::{Document, Node};
 use crate::ingest::IngestError;
 
@@ -43,7 +44,7 @@ pub(super) fn key(doc: &Document<'_>) -> Option<usize> {
     })
 }
 
-pub(super) fn map(doc: &Document<'_>, call: Option<&str>) -> Result<Events, IngestError> {
+pub(super) fn map(doc: &Document<'_>) -> Result<Events, IngestError> {
     let root = Document::ROOT;
     let batch = get(doc, root, b"batch").filter(|&b| matches!(doc.node(b), Node::Array { .. }));
     let (events, sent_at) = match batch {
@@ -55,46 +56,28 @@ pub(super) fn map(doc: &Document<'_>, call: Option<&str>) -> Result<Events, Inge
             get(doc, root, b"historical_migration").map(|v| doc.node(v)),
             Some(Node::Bool(true))
         );
-    let engage = call == Some("engage");
-    let events = events
-        .into_iter()
-        .map(|e| event(doc, e, sent_at, engage))
-        .collect();
+    let events = events.into_iter().map(|e| event(doc, e, sent_at)).collect();
     Ok(Events { events, historical })
 }
 
-fn event(doc: &Document<'_>, e: usize, sent_at: Option<usize>, engage: bool) -> Mapped {
-    if !matches!(doc.node(e), Node::Object { .. }) {
-        return not_an_object(e);
-    }
-    let props = get(doc, e, b"properties");
-    let prop = |key: &[u8]| props.and_then(|p| get(doc, p, key));
-    let utm = utm_members(doc, props);
+fn event(doc: &Document<'_>, node: usize, sent_at: Option<usize>) -> Mapped {
+    let Some(e) = Flat::new(doc, node, Some(b"properties")) else {
+        return not_an_object(node);
+    };
     let slots = Slots {
-        event_name: get(doc, e, b"event"),
-        timestamp: get(doc, e, b"timestamp"),
-        sent_at: get(doc, e, b"sent_at").or(sent_at),
-        event_id: get(doc, e, b"uuid"),
-        distinct_id: id_value(doc, get(doc, e, b"distinct_id"))
-            .or_else(|| id_value(doc, prop(b"distinct_id")))
-            .or_else(|| id_value(doc, get(doc, e, b"$distinct_id"))),
-        ip: prop(b"$ip"),
-        user_agent: prop(b"$raw_user_agent"),
-        url: prop(b"$current_url"),
-        referrer: unless(doc, prop(b"$referrer"), NO_REFERRER),
-        utm,
+        event_name: e.get(b"event"),
+        timestamp: e.get(b"timestamp"),
+        sent_at: e.get(b"sent_at").or(sent_at),
+        event_id: e.get(b"uuid"),
+        distinct_id: id_value(doc, e.get(b"distinct_id"))
+            .or_else(|| id_value(doc, e.prop(b"distinct_id")))
+            .or_else(|| id_value(doc, e.get(b"$distinct_id"))),
+        ip: e.prop(b"$ip"),
+        user_agent: e.prop(b"$raw_user_agent"),
+        url: e.prop(b"$current_url"),
+        referrer: unless(doc, e.prop(b"$referrer"), NO_REFERRER),
+        utm: e.utm(),
         ..Slots::default()
     };
-    Mapped {
-        node: e,
-        slots,
-        // A person update sent to /engage/ (`$set` without `event`).
-        name: engage.then_some("$identify"),
-        properties: Properties::Merged([
-            Some(Source::members(e, MAPPED)),
-            props.map(|obj| Source::members(obj, MAPPED_PROPERTIES)),
-            None,
-            None,
-        ]),
-    }
+    e.mapped(slots, MAPPED, MAPPED_PROPERTIES)
 }

@@ -6,8 +6,9 @@ use crate::ingest::event::{Mapped, Properties, Slots, Source};
 use crate::ingest::json::{Document, Node};
 use crate::ingest::IngestError;
 
-/// Message members stored as columns (or lifted into `properties`).
-const MAPPED: &[&[u8]] = &[
+/// Message members stored as columns (or lifted into `properties`), in
+/// the order [`message`] reads them.
+const MAPPED: [&[u8]; 11] = [
     b"type",
     b"event",
     b"userId",
@@ -60,23 +61,8 @@ fn message(doc: &Document<'_>, m: usize, call: Option<&str>, sent_at: Option<usi
     if !matches!(doc.node(m), Node::Object { .. }) {
         return not_an_object(m);
     }
-    let [kind, event, user_id, anonymous_id, message_id, timestamp, own_sent_at, context, properties, traits] =
-        get_all(
-            doc,
-            Some(m),
-            [
-                b"type",
-                b"event",
-                b"userId",
-                b"anonymousId",
-                b"messageId",
-                b"timestamp",
-                b"sentAt",
-                b"context",
-                b"properties",
-                b"traits",
-            ],
-        );
+    let [kind, event, user_id, anonymous_id, message_id, timestamp, own_sent_at, _write_key, properties, traits, context] =
+        get_all(doc, Some(m), MAPPED);
     let kind = kind.filter(|&v| matches!(doc.node(v), Node::Str { .. }));
     let is_track = match kind {
         Some(t) => doc.str_bytes(t) == b"track",
@@ -119,7 +105,7 @@ fn message(doc: &Document<'_>, m: usize, call: Option<&str>, sent_at: Option<usi
         slots,
         name,
         properties: Properties::Merged([
-            Some(Source::members(m, MAPPED)),
+            Some(Source::members(m, &MAPPED)),
             properties.map(|obj| Source::members(obj, &[])),
             traits.map(|obj| Source::members(obj, &[])),
             context.map(|obj| Source {

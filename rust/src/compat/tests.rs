@@ -4,8 +4,8 @@
 use super::*;
 use crate::ingest::tests::{parse_rows, request, Row};
 
-fn rows(body: &str, format: Format, call: Option<&str>) -> Vec<Row> {
-    let p = prepare(
+fn prepared(body: &str, format: Format, call: Option<&str>) -> Result<Prepared, IngestError> {
+    prepare(
         body.as_bytes(),
         false,
         format,
@@ -14,7 +14,10 @@ fn rows(body: &str, format: Format, call: Option<&str>) -> Vec<Row> {
         &Limits::default(),
         Enricher::shared_default(),
     )
-    .unwrap_or_else(|e| panic!("{body}: {e:?}"));
+}
+
+fn rows(body: &str, format: Format, call: Option<&str>) -> Vec<Row> {
+    let p = prepared(body, format, call).unwrap_or_else(|e| panic!("{body}: {e:?}"));
     parse_rows(&p)
 }
 
@@ -193,16 +196,42 @@ fn amplitude_events() {
 #[test]
 fn a_batch_is_all_or_nothing_with_sdk_indexes() {
     let body = r#"{"api_key": "k", "events": [{"event_type": "ok"}, {"time": 1}]}"#;
-    let e = prepare(
-        body.as_bytes(),
-        false,
-        Format::Amplitude,
-        None,
-        &request(),
-        &Limits::default(),
-        Enricher::shared_default(),
-    )
-    .unwrap_err();
+    let e = prepared(body, Format::Amplitude, None).unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidEvent);
     assert_eq!(e.details[0].index, Some(1));
+}
+
+#[test]
+fn profile_updates_are_identify_events() {
+    // mixpanel-python's people_set and group_set, as posted to /engage and
+    // /groups; PostHog's legacy /engage/ takes the same shape.
+    let person = r#"[{"$token": "secret", "$time": 1795687190.5, "$distinct_id": "m-1",
+                      "$ip": "198.51.100.11", "$set": {"plan": "pro"}},
+                     {"$token": "secret", "$distinct_id": 7, "$unset": ["plan"]}]"#;
+    for format in [Format::Mixpanel, Format::PostHog] {
+        let r = rows(person, format, Some("engage"));
+        assert_eq!(r.len(), 2);
+        assert_eq!(col(&r[0], "event_name"), Some("$identify"));
+        assert_eq!(col(&r[0], "distinct_id"), Some("m-1"));
+        assert_eq!(col(&r[0], "ip"), Some("198.51.100.11"));
+        assert_eq!(
+            col(&r[0], "timestamp"),
+            Some("2026-11-26 09:59:50.500000+00")
+        );
+        assert_eq!(properties(&r[0]), r#"{"$set":{"plan":"pro"}}"#);
+        assert_eq!(col(&r[1], "distinct_id"), Some("7"));
+        assert_eq!(properties(&r[1]), r#"{"$unset":["plan"]}"#);
+    }
+    let group = r#"{"$token": "secret", "$group_key": "company", "$group_id": "acme",
+                    "$set_once": {"founded": 1999}}"#;
+    let r = rows(group, Format::Mixpanel, Some("groups"));
+    assert_eq!(col(&r[0], "event_name"), Some("$groupidentify"));
+    assert_eq!(col(&r[0], "distinct_id"), None);
+    let p = properties(&r[0]);
+    assert!(
+        p.contains(r#""$group_key":"company""#)
+            && p.contains(r#""$set_once":{"founded":1999}"#)
+            && !p.contains("secret"),
+        "{p}"
+    );
 }
