@@ -67,6 +67,12 @@ def create_app(settings: Settings | None = None) -> RawRouter:
     )
     query_api = QueryApi(keys, conninfo, settings)
     admin_store = AdminStore(conninfo)  # admin API and web app
+    # The web app's events and usage, like queries, may read a streaming replica.
+    web_reads = (
+        AdminStore(settings.query_database_url, application_name="eventbunker-web-replica")
+        if settings.query_database_url
+        else admin_store
+    )
 
     @get("/healthz", media_type=MediaType.JSON, summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -119,11 +125,15 @@ def create_app(settings: Settings | None = None) -> RawRouter:
             prometheus_metrics,
             *query_api.handlers,
             *admin_handlers(admin_store),
-            *web_handlers(admin_store, ingest.enricher),
+            *web_handlers(admin_store, ingest.enricher, web_reads),
             *posthog_config_handlers(),
             *segment_settings_handlers(),
         ],
-        lifespan=[lifespan, admin_store.lifespan],
+        lifespan=[
+            lifespan,
+            admin_store.lifespan,
+            *([web_reads.lifespan] if web_reads is not admin_store else []),
+        ],
         template_config=template_config(),
         exception_handlers={HTTPException: _http_error},
         openapi_config=OpenAPIConfig(title="EventBunker", version="0.1.0", path="/schema"),
