@@ -106,9 +106,9 @@ class JetStreamSink:
     def writers_working(self) -> bool:
         """Whether a writer acknowledged a message lately (the database is written).
 
-        As in single-node mode, an outage (no writer storing anything, e.g.
-        the database is down) holds and refuses nothing: the stream keeps the
-        backlog until the writers are back.
+        With the database unreachable too (an outage), backpressure holds and
+        refuses nothing, as in single-node mode: the stream keeps the backlog
+        until the writers are back.
         """
         return time.monotonic() - self._writers_progressed_at < PROGRESS_WINDOW_S
 
