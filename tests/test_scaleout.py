@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from conftest import Project, Server, start_server, stop_process_group, stop_server
 from eventbunker.config import Settings
@@ -239,6 +239,67 @@ def test_a_redelivery_after_commit_stores_nothing_twice(
         stop_process_group(writer)
     assert sorted(stored_seqs(db, project.id)) == list(range(100))
     assert billed(db, project.id) == 100
+
+
+def test_a_stalled_consumer_is_asked_to_elect_another_leader(
+    database_url: str,
+    db: psycopg.Connection[Any],
+    project: Project,
+    nats: NatsCluster,
+    stream: str,
+    tmp_path: Path,
+) -> None:
+    """The writer's way out of a stalled consumer: with the stream's oldest
+    message older than the stall bound, its leader is asked to step down and
+    another node leads it; the writers then store everything once."""
+    node = ingest_node(database_url, tmp_path, nats.urls, stream, "--max-lag-seconds", "600")
+    try:
+        for seq in range(3):
+            answer = httpx.post(
+                node.url + "/v1/events",
+                json={"event_name": "stall", "seq": seq},
+                headers={"X-Api-Key": project.write_key},
+                timeout=10,
+            )
+            assert answer.status_code == 202, answer.text
+    finally:
+        stop_server(node)
+    settings = Settings(nats_url=nats.urls, nats_stream=stream, database_url=database_url)
+
+    async def leader() -> str:
+        nc = await connect(nats.urls, "test")
+        try:
+            info = await nc.jetstream().consumer_info(stream, WRITERS)
+            return str(info.cluster.leader if info.cluster else "")
+        except ServiceUnavailableError:  # electing
+            return ""
+        finally:
+            await nc.close()
+
+    async def unstall() -> tuple[bool, bool, str, str]:
+        writer = StreamWriter(settings, database_url)
+        await writer.start()  # makes the consumer; fetches nothing
+        try:
+            first = await leader()
+            too_early = await writer.unstall(stall_s=3600)
+            await asyncio.sleep(0.3)
+            asked = await writer.unstall(stall_s=0.2)
+            deadline = time.monotonic() + 15
+            while (now := await leader()) in ("", first) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            return too_early, asked, first, now
+        finally:
+            await writer.stop()
+
+    too_early, asked, before, after = asyncio.run(unstall())
+    assert not too_early and asked
+    assert before and after and after != before, (before, after)
+    writer = start_writer(database_url, nats.urls, stream, tmp_path)
+    try:
+        assert wait_until(lambda: stream_messages(nats.urls, stream) == 0), "not drained"
+    finally:
+        stop_process_group(writer)
+    assert sorted(stored_seqs(db, project.id)) == [0, 1, 2]
 
 
 def test_past_the_lag_bound_503_until_a_writer_drains(
