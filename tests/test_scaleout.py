@@ -189,6 +189,47 @@ def test_two_ingest_nodes_and_two_writers_store_each_event_once(
             stop_server(node)
 
 
+def test_concurrent_requests_share_messages_and_are_stored_once(
+    database_url: str,
+    db: psycopg.Connection[Any],
+    project: Project,
+    nats: NatsCluster,
+    stream: str,
+    tmp_path: Path,
+) -> None:
+    """Group commit: requests appended while publishes are in flight go together
+    in one message; each is acknowledged, each stored once."""
+    node = ingest_node(database_url, tmp_path, nats.urls, stream, "--max-lag-seconds", "600")
+    requests = 200
+
+    async def send_all() -> list[int]:
+        async with httpx.AsyncClient(timeout=30) as http:
+
+            async def send(seq: int) -> int:
+                answer = await http.post(
+                    node.url + "/v1/events",
+                    json=[{"event_name": "group", "seq": seq * 2 + i} for i in range(2)],
+                    headers={"X-Api-Key": project.write_key},
+                )
+                return answer.status_code
+
+            return list(await asyncio.gather(*(send(seq) for seq in range(requests))))
+
+    try:
+        assert asyncio.run(send_all()) == [202] * requests
+    finally:
+        stop_server(node)
+    messages = stream_messages(nats.urls, stream)
+    assert 0 < messages < requests, messages
+    writer = start_writer(database_url, nats.urls, stream, tmp_path)
+    try:
+        assert wait_until(lambda: stream_messages(nats.urls, stream) == 0), "not drained"
+    finally:
+        stop_process_group(writer)
+    assert sorted(stored_seqs(db, project.id)) == list(range(2 * requests))
+    assert billed(db, project.id) == 2 * requests
+
+
 def test_a_redelivery_after_commit_stores_nothing_twice(
     database_url: str,
     db: psycopg.Connection[Any],

@@ -100,7 +100,7 @@ class StreamWriter:
         sequences: list[int] = []
         bodies: list[bytes] = []
         for message in messages:
-            if _is_one_record(message):
+            if _whole_records(message):
                 sequences.append(message.metadata.sequence.stream)
                 bodies.append(message.data)
 
@@ -180,13 +180,13 @@ class StreamWriter:
             backoff = 0.05
 
 
-def _is_one_record(message: Msg) -> bool:
-    """Whether a message carries one whole spool record (else it is terminated)."""
+def _whole_records(message: Msg) -> bool:
+    """Whether a message is whole spool records (else it is terminated)."""
     batch = _native.decode_spool(message.data, 0, 0)
-    if batch.records == 1 and batch.end == len(message.data):
+    if batch.records >= 1 and batch.end == len(message.data):
         return True
     log.error(
-        "stream message %d is not one EventBunker record (%s); terminated",
+        "stream message %d is not EventBunker records (%s); terminated",
         message.metadata.sequence.stream,
         batch.damage or batch.stop,
     )
