@@ -171,7 +171,8 @@ def test_queries_and_the_web_app_read_the_replica(
             send("first")
             assert wait_for(lambda: counted("first") == 1)
             assert wait_for(lambda: shown("first"))
-            readers = {name for (name,) in replica.sql("SELECT application_name FROM pg_stat_activity")}
+            activity = replica.sql("SELECT application_name FROM pg_stat_activity")
+            readers = {name for (name,) in activity}
             assert {"eventbunker", "eventbunker-web-replica"} <= readers, readers
 
             # Replay paused: what the primary stores next is not on the replica.

@@ -62,9 +62,7 @@ class DuplicateCheck:
             known |= found or set()
         return known
 
-    async def count(
-        self, project_id: int, event_ids: list[str | None], earlier: set[str]
-    ) -> int:
+    async def count(self, project_id: int, event_ids: list[str | None], earlier: set[str]) -> int:
         """After the append: claim the ids not ``earlier``; the request's duplicates."""
         present = [i for i in event_ids if i is not None]
         if not present:

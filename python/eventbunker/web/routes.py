@@ -410,9 +410,7 @@ class WebApp:
         project = await run(accounts.get_project, session.account_id, project_id)
         today = usage.today_utc()
         start = today - timedelta(days=CHART_DAYS - 1)
-        report = await self._reads.run(
-            usage.usage, session.account_id, start, today, project_id
-        )
+        report = await self._reads.run(usage.usage, session.account_id, start, today, project_id)
         days = report["projects"][0]["days"]
         keys = await run(accounts.list_keys, session.account_id, project_id)
         events = await self._reads.run(
