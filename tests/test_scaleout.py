@@ -8,7 +8,9 @@ TimescaleDB. The fault test with network namespaces is test_scaleout_faults.py.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -19,10 +21,11 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from conftest import Project, Server, start_server, stop_process_group, stop_server
 from eventbunker.config import Settings
-from eventbunker.scaleout.stream import ACK_WAIT_S, backlog, connect
+from eventbunker.scaleout.stream import ACK_WAIT_S, WRITERS, backlog, connect
 from eventbunker.scaleout.writer import StreamWriter
 from nats_cluster import NatsCluster, loopback_cluster, wait_for_jetstream
 
@@ -113,6 +116,22 @@ def stream_messages(urls: str, stream: str) -> int:
     return asyncio.run(count())
 
 
+def writers_waiting(urls: str, stream: str) -> int:
+    """Writers with a fetch open on the shared consumer (0 before the first starts)."""
+
+    async def count() -> int:
+        nc = await connect(urls, "test")
+        try:
+            info = await nc.jetstream().consumer_info(stream, WRITERS)
+            return int(info.num_waiting or 0)
+        except NotFoundError:
+            return 0
+        finally:
+            await nc.close()
+
+    return asyncio.run(count())
+
+
 def wait_until(predicate: Any, timeout_s: float = DRAIN_TIMEOUT_S) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -133,6 +152,8 @@ def test_two_ingest_nodes_and_two_writers_store_each_event_once(
     nodes = [ingest_node(database_url, tmp_path, nats.urls, stream) for _ in range(2)]
     writers = [start_writer(database_url, nats.urls, stream, tmp_path) for _ in range(2)]
     try:
+        # Writers still starting would be writers too slow: the lag bound would refuse.
+        assert wait_until(lambda: writers_waiting(nats.urls, stream) == 2), "writers not up"
         seq = 0
         with httpx.Client(timeout=10) as http:
             for request in range(60):
@@ -168,6 +189,47 @@ def test_two_ingest_nodes_and_two_writers_store_each_event_once(
             stop_server(node)
 
 
+def test_concurrent_requests_share_messages_and_are_stored_once(
+    database_url: str,
+    db: psycopg.Connection[Any],
+    project: Project,
+    nats: NatsCluster,
+    stream: str,
+    tmp_path: Path,
+) -> None:
+    """Group commit: requests appended while publishes are in flight go together
+    in one message; each is acknowledged, each stored once."""
+    node = ingest_node(database_url, tmp_path, nats.urls, stream, "--max-lag-seconds", "600")
+    requests = 200
+
+    async def send_all() -> list[int]:
+        async with httpx.AsyncClient(timeout=30) as http:
+
+            async def send(seq: int) -> int:
+                answer = await http.post(
+                    node.url + "/v1/events",
+                    json=[{"event_name": "group", "seq": seq * 2 + i} for i in range(2)],
+                    headers={"X-Api-Key": project.write_key},
+                )
+                return answer.status_code
+
+            return list(await asyncio.gather(*(send(seq) for seq in range(requests))))
+
+    try:
+        assert asyncio.run(send_all()) == [202] * requests
+    finally:
+        stop_server(node)
+    messages = stream_messages(nats.urls, stream)
+    assert 0 < messages < requests, messages
+    writer = start_writer(database_url, nats.urls, stream, tmp_path)
+    try:
+        assert wait_until(lambda: stream_messages(nats.urls, stream) == 0), "not drained"
+    finally:
+        stop_process_group(writer)
+    assert sorted(stored_seqs(db, project.id)) == list(range(2 * requests))
+    assert billed(db, project.id) == 2 * requests
+
+
 def test_a_redelivery_after_commit_stores_nothing_twice(
     database_url: str,
     db: psycopg.Connection[Any],
@@ -178,7 +240,8 @@ def test_a_redelivery_after_commit_stores_nothing_twice(
 ) -> None:
     """A writer commits a batch and dies before acknowledging it: the messages
     come back to another writer, which stores nothing of them again."""
-    node = ingest_node(database_url, tmp_path, nats.urls, stream)
+    # No writer runs while the stream fills: a lag bound far away keeps it from refusing.
+    node = ingest_node(database_url, tmp_path, nats.urls, stream, "--max-lag-seconds", "600")
     try:
         with httpx.Client(timeout=10) as http:
             for request in range(20):
@@ -219,6 +282,138 @@ def test_a_redelivery_after_commit_stores_nothing_twice(
     assert billed(db, project.id) == 100
 
 
+def test_a_stalled_consumer_is_asked_to_elect_another_leader(
+    database_url: str,
+    db: psycopg.Connection[Any],
+    project: Project,
+    nats: NatsCluster,
+    stream: str,
+    tmp_path: Path,
+) -> None:
+    """The writer's way out of a stalled consumer: with the stream's oldest
+    message older than the stall bound, its leader is asked to step down and
+    another node leads it; the writers then store everything once."""
+    node = ingest_node(database_url, tmp_path, nats.urls, stream, "--max-lag-seconds", "600")
+    try:
+        for seq in range(3):
+            answer = httpx.post(
+                node.url + "/v1/events",
+                json={"event_name": "stall", "seq": seq},
+                headers={"X-Api-Key": project.write_key},
+                timeout=10,
+            )
+            assert answer.status_code == 202, answer.text
+    finally:
+        stop_server(node)
+    settings = Settings(nats_url=nats.urls, nats_stream=stream, database_url=database_url)
+
+    async def leader() -> str:
+        nc = await connect(nats.urls, "test")
+        try:
+            info = await nc.jetstream().consumer_info(stream, WRITERS)
+            return str(info.cluster.leader if info.cluster else "")
+        except ServiceUnavailableError:  # electing
+            return ""
+        finally:
+            await nc.close()
+
+    async def unstall() -> tuple[bool, bool, str, str]:
+        writer = StreamWriter(settings, database_url)
+        await writer.start()  # makes the consumer; fetches nothing
+        try:
+            first = await leader()
+            too_early = await writer.unstall(stall_s=3600)
+            await asyncio.sleep(0.3)
+            asked = await writer.unstall(stall_s=0.2)
+            deadline = time.monotonic() + 15
+            while (now := await leader()) in ("", first) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            return too_early, asked, first, now
+        finally:
+            await writer.stop()
+
+    too_early, asked, before, after = asyncio.run(unstall())
+    assert not too_early and asked
+    assert before and after and after != before, (before, after)
+    writer = start_writer(database_url, nats.urls, stream, tmp_path)
+    try:
+        assert wait_until(lambda: stream_messages(nats.urls, stream) == 0), "not drained"
+    finally:
+        stop_process_group(writer)
+    assert sorted(stored_seqs(db, project.id)) == [0, 1, 2]
+
+
+def test_past_the_lag_bound_503_until_a_writer_drains(
+    database_url: str,
+    db: psycopg.Connection[Any],
+    project: Project,
+    nats: NatsCluster,
+    stream: str,
+    tmp_path: Path,
+) -> None:
+    """The database is up but no writer runs, then the one writer is stalled
+    (SIGSTOP): once the stream's oldest message is older than --max-lag-seconds,
+    503 overloaded + Retry-After; a writer draining the stream brings the 202s
+    back. Every acknowledged event is stored once, no refused one."""
+    max_lag_s = 1.0
+    node = ingest_node(
+        database_url, tmp_path, nats.urls, stream, "--max-lag-seconds", str(max_lag_s)
+    )
+    writers: list[subprocess.Popen[bytes]] = []
+    acked: list[int] = []
+    refused: list[float] = []  # seconds since the oldest unstored event was acknowledged
+    oldest_at = [0.0]
+    seqs = iter(range(1_000_000))
+    try:
+        with httpx.Client(timeout=10) as http:
+
+            def post() -> int:
+                seq = next(seqs)
+                answer = http.post(
+                    node.url + "/v1/events",
+                    json={"event_name": "lag", "seq": seq},
+                    headers={"X-Api-Key": project.write_key},
+                )
+                if answer.status_code == 202:
+                    acked.append(seq)
+                elif answer.status_code == 503:
+                    assert answer.json()["error"]["code"] == "overloaded", answer.text
+                    assert answer.headers["retry-after"] == "1"
+                    refused.append(time.monotonic() - oldest_at[0])
+                else:
+                    raise AssertionError(answer.text)
+                return answer.status_code
+
+            def shed_then_recover(resume: Any) -> None:
+                oldest_at[0] = time.monotonic()
+                assert post() == 202
+                assert wait_until(lambda: post() == 503, 15.0), "never refused"
+                # Never before the bound (the stream's clock and ours: one machine).
+                assert min(refused) >= max_lag_s - 0.05, refused
+                shedding = httpx.get(node.url + "/readyz", timeout=5)
+                assert shedding.status_code == 503 and shedding.json()["shedding_load"]
+                resume()
+                assert wait_until(lambda: post() == 202, 30.0), "no recovery"
+                refused.clear()
+
+            # No writer running.
+            shed_then_recover(
+                lambda: writers.append(start_writer(database_url, nats.urls, stream, tmp_path))
+            )
+            assert wait_until(lambda: stream_messages(nats.urls, stream) == 0)
+            # The one writer stalled.
+            os.killpg(writers[0].pid, signal.SIGSTOP)
+            shed_then_recover(lambda: os.killpg(writers[0].pid, signal.SIGCONT))
+        assert wait_until(lambda: stream_messages(nats.urls, stream) == 0), "stream not drained"
+        assert sorted(stored_seqs(db, project.id)) == sorted(acked)
+        assert len(acked) > 4
+    finally:
+        for writer in writers:
+            os.killpg(writer.pid, signal.SIGCONT)
+            stop_process_group(writer)
+        stop_server(node)
+
+
 def test_no_quorum_means_503_and_no_ack(
     database_url: str,
     db: psycopg.Connection[Any],
@@ -227,7 +422,8 @@ def test_no_quorum_means_503_and_no_ack(
     stream: str,
 ) -> None:
     """With two of three NATS nodes down, no publish reaches a quorum: 503 +
-    Retry-After, nothing stored; once they are back, 202s again."""
+    Retry-After, nothing stored; once they are back, 202s again. (A writer runs
+    throughout: without one, the aging backlog would be refused as overloaded.)"""
     cluster = loopback_cluster(tmp_path / "nats")
     cluster.start()
     node: Server | None = None
@@ -235,6 +431,7 @@ def test_no_quorum_means_503_and_no_ack(
     try:
         asyncio.run(wait_for_jetstream(cluster.urls))
         node = ingest_node(database_url, tmp_path, cluster.urls, stream)
+        writer = start_writer(database_url, cluster.urls, stream, tmp_path)
         with httpx.Client(timeout=15) as http:
 
             def post(seq: int) -> httpx.Response:
@@ -254,7 +451,6 @@ def test_no_quorum_means_503_and_no_ack(
             cluster.nodes[1].start()
             cluster.nodes[2].start()
             assert wait_until(lambda: post(2).status_code == 202, 30.0)
-        writer = start_writer(database_url, cluster.urls, stream, tmp_path)
         assert wait_until(lambda: stream_messages(cluster.urls, stream) == 0)
         # (The refused event may still be stored once the quorum is back, as
         # after any 503 whose fate the server could not know: never lost.)

@@ -69,6 +69,12 @@ def create_app(settings: Settings | None = None) -> RawRouter:
     query_api = QueryApi(keys, conninfo, settings)
     admin_store = AdminStore(conninfo)  # admin API and web app
     trimmer = MemoryTrimmer()
+    # The web app's events and usage, like queries, may read a streaming replica.
+    web_reads = (
+        AdminStore(settings.query_database_url, application_name="eventbunker-web-replica")
+        if settings.query_database_url
+        else admin_store
+    )
 
     @get("/healthz", media_type=MediaType.JSON, summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -122,11 +128,15 @@ def create_app(settings: Settings | None = None) -> RawRouter:
             query_api.router,
             admin_router(admin_store),
             imports.progress_router(),
-            *web_handlers(admin_store, ingest.enricher),
+            *web_handlers(admin_store, ingest.enricher, web_reads),
             *posthog_config_handlers(),
             *segment_settings_handlers(),
         ],
-        lifespan=[lifespan, admin_store.lifespan],
+        lifespan=[
+            lifespan,
+            admin_store.lifespan,
+            *([web_reads.lifespan] if web_reads is not admin_store else []),
+        ],
         template_config=template_config(),
         exception_handlers=exception_handlers(ErrorCode.INVALID_REQUEST),
         openapi_config=OpenAPIConfig(

@@ -28,7 +28,9 @@ class StorageUnavailable(Exception):
 
 
 class AdminStore:
-    def __init__(self, conninfo: str, size: int = 3) -> None:
+    def __init__(
+        self, conninfo: str, size: int = 3, application_name: str = "eventbunker-admin"
+    ) -> None:
         self._pool = ConnectionPool(
             conninfo,
             min_size=1,
@@ -38,7 +40,7 @@ class AdminStore:
             kwargs={
                 "autocommit": True,
                 "connect_timeout": 5,
-                "application_name": "eventbunker-admin",
+                "application_name": application_name,
                 # Timestamps in answers are UTC, whatever the server's zone.
                 "options": "-c TimeZone=UTC",
             },

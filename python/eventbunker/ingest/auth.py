@@ -82,6 +82,8 @@ class KeyCache:
         # [admin: last_used_at] ids of keys used since their last write, and when that was.
         self._used: set[int] = set()
         self._used_written_at: dict[int, float] = {}
+        # Whether the last round trip of the refresh loop reached the database.
+        self.database_ok = True
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._refresh_loop())
@@ -251,8 +253,10 @@ class KeyCache:
         while True:
             await asyncio.sleep(self._refresh_interval_s)
             try:
-                await self.refresh()
+                await (self.refresh() if self._known else self.ping())
+                self.database_ok = True
             except psycopg.Error as exc:
+                self.database_ok = False
                 log.warning("key refresh failed (will retry): %s", exc)
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:

@@ -151,12 +151,13 @@ class IngestEndpoint:
         if self._rate_limits is not None:
             self._rate_limits.take(key, prepared.count)
         event_ids = prepared.event_ids
+        earlier = await self._duplicates.earlier(key.project_id, event_ids)
         try:
             await self._spool.append(prepared.record)
         except SpoolFull as exc:
             raise Refusal(ErrorCode.STORAGE_UNAVAILABLE, str(exc)) from None
-        # Counted after the append: ids are claimed only once durable.
-        duplicates = await self._duplicates.count(key.project_id, event_ids)
+        # Claimed after the append: ids are claimed only once durable.
+        duplicates = await self._duplicates.count(key.project_id, event_ids, earlier)
         self._duplicates.remember(key.project_id, event_ids)
         return prepared.count - duplicates, duplicates
 

@@ -51,6 +51,7 @@ def rate_limits_of(settings: Settings) -> RateLimits:
 class IngestPipeline:
     def __init__(self, settings: Settings, keys: KeyCache, metrics: Metrics) -> None:
         conninfo = settings.database_url
+        self._keys = keys
         shard = os.getpid() % COUNTER_SHARDS
         # Spools are kept per database: a spool is only ever replayed into the
         # database its events were meant for.
@@ -128,9 +129,13 @@ class IngestPipeline:
         return max(self._spool().lag_seconds(), self._drainer().replay_lag_seconds())
 
     def _storing(self) -> bool:
-        """The database is being written (else an outage: backpressure holds off)."""
+        """The database can be written (else an outage: backpressure holds off).
+
+        Scale-out mode: the writers store, or the database answers this node.
+        Writers stalled or none running are no outage: the lag bound applies.
+        """
         if self.stream is not None:
-            return self.stream.writers_working()
+            return self.stream.writers_working() or self._keys.database_ok
         return self._drainer().database_ok
 
     def _spool(self) -> Spool:

@@ -8,6 +8,13 @@ claims, COPY, billed counters) that also claims the batch's stream
 sequences; only then are the messages acknowledged. A message redelivered
 after its batch committed finds its sequence claimed: it is acknowledged
 again and stores nothing.
+
+A consumer can stall in a cluster: in the fault test (NATS 2.9.10), after a
+partition moved the stream's leader, the consumer's leader delivered nothing
+for minutes to either writer while the stream held messages. A writer that
+fetched nothing for ``STALL_S`` while the stream's oldest message is older
+than that logs the consumer's state and asks its leader to step down; the
+new leader delivers again.
 """
 
 from __future__ import annotations
@@ -31,7 +38,14 @@ from eventbunker.config import Settings
 from eventbunker.database import open_database
 from eventbunker.ingest.pipeline import COUNTER_SHARDS
 from eventbunker.ingest.writer import EventWriter
-from eventbunker.scaleout.stream import backlog, connect, ensure_stream, writers_consumer
+from eventbunker.scaleout.stream import (
+    ACK_WAIT_S,
+    WRITERS,
+    backlog,
+    connect,
+    ensure_stream,
+    writers_consumer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +53,8 @@ BATCH_MESSAGES = 1000
 FETCH_TIMEOUT_S = 1.0
 PRUNE_EVERY_S = 60.0
 MAX_BACKOFF_S = 2.0
+# Longer than a redelivery after a writer's death (the ack wait) takes.
+STALL_S = 2 * ACK_WAIT_S
 
 CLAIM_SEQUENCES = (
     "INSERT INTO stream_claims (stream, seq) SELECT %s, unnest(%s::bigint[])"
@@ -54,12 +70,13 @@ class StreamWriter:
             conninfo, shard=os.getpid() % COUNTER_SHARDS, application_name="eventbunker-writer"
         )
         self._nc: Any = None
+        self._js: Any = None
         self._sub: Any = None
         self.stored = 0
 
     async def start(self) -> None:
         self._nc = await connect(self._settings.nats_url, f"eventbunker-writer-{os.getpid()}")
-        js = self._nc.jetstream(timeout=5)
+        js = self._js = self._nc.jetstream(timeout=5)
         await ensure_stream(js, self._stream, self._settings.nats_replicas)
         self._sub = await js.pull_subscribe(
             self._stream, durable=writers_consumer().durable_name, config=writers_consumer()
@@ -83,7 +100,7 @@ class StreamWriter:
         sequences: list[int] = []
         bodies: list[bytes] = []
         for message in messages:
-            if _is_one_record(message):
+            if _whole_records(message):
                 sequences.append(message.metadata.sequence.stream)
                 bodies.append(message.data)
 
@@ -112,16 +129,45 @@ class StreamWriter:
         )
         await self._events.prune_event_ids(self._settings.idempotency_window_hours * 3600)
 
+    async def unstall(self, stall_s: float = STALL_S) -> bool:
+        """If the stream's oldest message waits longer than ``stall_s``, ask the
+        consumer's leader to step down; whether it was asked."""
+        state = await backlog(self._nc, self._stream)
+        if state.messages == 0 or state.oldest_age_s < stall_s:
+            return False
+        info = await self._js.consumer_info(self._stream, WRITERS)
+        log.warning(
+            "no message fetched for %.0f s, the stream holds %d (oldest %.0f s old);"
+            " consumer: %s pending, %s unacknowledged, %s waiting, leader %s:"
+            " asking its leader to step down",
+            stall_s,
+            state.messages,
+            state.oldest_age_s,
+            info.num_pending,
+            info.num_ack_pending,
+            info.num_waiting,
+            info.cluster.leader if info.cluster else None,
+        )
+        await self._nc.request(
+            f"$JS.API.CONSUMER.LEADER.STEPDOWN.{self._stream}.{WRITERS}", b"", timeout=5
+        )
+        return True
+
     async def run(self, stopping: asyncio.Event) -> None:
         """Fetch, write, acknowledge, until ``stopping`` is set."""
         backoff = 0.05
         next_prune = time.monotonic() + 5.0
+        fetched_at = time.monotonic()
         while not stopping.is_set():
             try:
                 messages = await self.fetch()
                 if messages:
+                    fetched_at = time.monotonic()
                     await self.write(messages)
                     await self.acknowledge(messages)
+                elif time.monotonic() - fetched_at > STALL_S:
+                    fetched_at = time.monotonic()  # ask again a stall later at most
+                    await self.unstall()
                 if time.monotonic() >= next_prune:
                     await self.prune()
                     next_prune = time.monotonic() + PRUNE_EVERY_S
@@ -134,13 +180,13 @@ class StreamWriter:
             backoff = 0.05
 
 
-def _is_one_record(message: Msg) -> bool:
-    """Whether a message carries one whole spool record (else it is terminated)."""
+def _whole_records(message: Msg) -> bool:
+    """Whether a message is whole spool records (else it is terminated)."""
     batch = _native.decode_spool(message.data, 0, 0)
-    if batch.records == 1 and batch.end == len(message.data):
+    if batch.records >= 1 and batch.end == len(message.data):
         return True
     log.error(
-        "stream message %d is not one EventBunker record (%s); terminated",
+        "stream message %d is not EventBunker records (%s); terminated",
         message.metadata.sequence.stream,
         batch.damage or batch.stop,
     )

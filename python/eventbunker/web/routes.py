@@ -121,8 +121,13 @@ def error_page(status: int, title: str, message: str, session: Session | None = 
 
 
 class WebApp:
-    def __init__(self, store: AdminStore, proxies: _native.Enricher) -> None:
+    def __init__(
+        self, store: AdminStore, proxies: _native.Enricher, reads: AdminStore | None = None
+    ) -> None:
         self._store = store
+        # Events and usage may come from a streaming replica (--query-database-url);
+        # accounts, keys and sessions stay on the primary, which they are written to.
+        self._reads = reads or store
         self._proxies = proxies  # whose X-Forwarded-Proto/-Host is believed
 
     def is_https(self, request: Request[Any, Any, Any]) -> bool:
@@ -189,7 +194,7 @@ class WebApp:
 
     def handlers(self) -> list[HTTPRouteHandler]:
         """Plain handlers (a Router would be deep-copied, connection pool and all)."""
-        store = self._store
+        store, reads = self._store, self._reads
         app = self
         common: dict[str, Any] = {
             "before_request": self._before,
@@ -286,10 +291,10 @@ class WebApp:
                     status_code=401,
                     headers={"Cache-Control": "no-store"},
                 )
-            events = await store.run(
+            events = await reads.run(
                 accounts.latest_events, session.account_id, project_id, LATEST_EVENTS
             )
-            billed = await store.run(usage.billed_today, project_id)
+            billed = await reads.run(usage.billed_today, project_id)
             return Response(
                 {
                     "billed_today": billed,
@@ -405,10 +410,12 @@ class WebApp:
         project = await run(accounts.get_project, session.account_id, project_id)
         today = usage.today_utc()
         start = today - timedelta(days=CHART_DAYS - 1)
-        report = await run(usage.usage, session.account_id, start, today, project_id)
+        report = await self._reads.run(usage.usage, session.account_id, start, today, project_id)
         days = report["projects"][0]["days"]
         keys = await run(accounts.list_keys, session.account_id, project_id)
-        events = await run(accounts.latest_events, session.account_id, project_id, LATEST_EVENTS)
+        events = await self._reads.run(
+            accounts.latest_events, session.account_id, project_id, LATEST_EVENTS
+        )
         context = {
             "project": project,
             "chart": daily_chart([(date.fromisoformat(d["day"]), d["events"]) for d in days]),
@@ -465,10 +472,12 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return error_page(exc.status_code, "Error", exc.detail, _session_of(request))
 
 
-def web_handlers(store: AdminStore, proxies: _native.Enricher) -> list[Any]:
+def web_handlers(
+    store: AdminStore, proxies: _native.Enricher, reads: AdminStore | None = None
+) -> list[Any]:
     """The web app's router and its static files (``/static``, public, cacheable)."""
     return [
-        *WebApp(store, proxies).handlers(),
+        *WebApp(store, proxies, reads).handlers(),
         create_static_files_router(
             path="/static", directories=[HERE / "static"], include_in_schema=False
         ),
