@@ -9,8 +9,15 @@
 //!
 //! Values are compared as their COPY text: our encoder escapes
 //! deterministically, so equal values have equal text.
+//!
+//! Each group also carries what the sketches of migration 0016 are built
+//! from: its distinct `distinct_id` values hashed as the `hll` extension's
+//! `hll_hash_text` hashes text (MurmurHash3 x64 128, seed 0, first 64 bits;
+//! `tests/test_sketches.py` checks both agree), and its metric values, for
+//! `tdigest_add`. Hashing here spares PostgreSQL a per-event hash call and
+//! sends each distinct id of a minute group once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::ingest::copy::{write_f64, NULL, SEP};
 use crate::ingest::EVENT_COLUMNS;
@@ -29,13 +36,64 @@ pub const KEY_COLUMNS: [&str; 7] = [
 /// Length of `YYYY-MM-DD HH:MM` in our `timestamptz` text.
 const MINUTE_PREFIX: usize = 16;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Totals {
     events: u64,
     metric_count: u64,
     sum: f64,
     min: f64,
     max: f64,
+    /// `hll_hash_text` of each distinct `distinct_id`, ordered (as PostgreSQL
+    /// orders `bigint`) so that the output is deterministic.
+    distinct_ids: BTreeSet<i64>,
+    /// The metric values as their COPY text (a valid `float8` literal).
+    metric_values: Vec<u8>,
+}
+
+/// `hll_hash_text(value)` of the `hll` extension: the first 64 bits of
+/// MurmurHash3 x64 128 (seed 0) of the text's bytes.
+pub fn hll_hash(text: &[u8]) -> i64 {
+    let mut reader = text;
+    let hash = murmur3::murmur3_x64_128(&mut reader, 0).expect("reading a slice cannot fail");
+    hash as u64 as i64
+}
+
+/// A COPY text value as the text it stands for (our encoder escapes only
+/// backslash, LF, CR and TAB).
+fn unescape(value: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !value.contains(&b'\\') {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let mut out = Vec::with_capacity(value.len());
+    let mut bytes = value.iter();
+    while let Some(&b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match bytes.next() {
+            Some(b'n') => out.push(b'\n'),
+            Some(b'r') => out.push(b'\r'),
+            Some(b't') => out.push(b'\t'),
+            Some(&other) => out.push(other),
+            None => out.push(b'\\'),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Append `{a,b,...}` (a PostgreSQL array literal), or `\N` for no items.
+fn write_array<I: Iterator<Item = T>, T: AsRef<[u8]>>(out: &mut Vec<u8>, items: I) {
+    let start = out.len();
+    for item in items {
+        out.push(if out.len() == start { b'{' } else { b',' });
+        out.extend_from_slice(item.as_ref());
+    }
+    if out.len() == start {
+        out.extend_from_slice(NULL);
+    } else {
+        out.push(b'}');
+    }
 }
 
 fn column(name: &str) -> usize {
@@ -46,12 +104,14 @@ fn column(name: &str) -> usize {
 }
 
 /// The rollup groups of `rows` (COPY text in `EVENT_COLUMNS` order) as COPY
-/// text: minute, the [`KEY_COLUMNS`], events, metric count, sum, min, max.
+/// text: minute, the [`KEY_COLUMNS`], events, metric count, sum, min, max,
+/// the distinct ids' hashes (`bigint[]`) and the metric values (`float8[]`).
 /// Groups come out sorted by key so that concurrent upserts lock rows in
 /// one order. Rows that are not ours (wrong column count) are an error.
 pub fn aggregate(rows: &[u8]) -> Result<(Vec<u8>, usize), String> {
     let ts = column("timestamp");
     let value = column("metric_value");
+    let distinct_id = column("distinct_id");
     let keys: Vec<usize> = KEY_COLUMNS.iter().map(|c| column(c)).collect();
     let mut groups: HashMap<Vec<u8>, Totals> = HashMap::new();
     let mut fields: Vec<&[u8]> = Vec::with_capacity(EVENT_COLUMNS.len());
@@ -90,6 +150,8 @@ pub fn aggregate(rows: &[u8]) -> Result<(Vec<u8>, usize), String> {
             sum: 0.0,
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
+            distinct_ids: BTreeSet::new(),
+            metric_values: Vec::new(),
         });
         t.events += 1;
         if let Some(v) = metric {
@@ -97,6 +159,13 @@ pub fn aggregate(rows: &[u8]) -> Result<(Vec<u8>, usize), String> {
             t.sum += v;
             t.min = t.min.min(v);
             t.max = t.max.max(v);
+            if !t.metric_values.is_empty() {
+                t.metric_values.push(b',');
+            }
+            t.metric_values.extend_from_slice(fields[value]);
+        }
+        if fields[distinct_id] != NULL {
+            t.distinct_ids.insert(hll_hash(&unescape(fields[distinct_id])));
         }
     }
     let mut sorted: Vec<_> = groups.into_iter().collect();
@@ -117,6 +186,16 @@ pub fn aggregate(rows: &[u8]) -> Result<(Vec<u8>, usize), String> {
             } else {
                 write_f64(&mut out, v);
             }
+        }
+        out.push(SEP);
+        write_array(&mut out, t.distinct_ids.iter().map(|h| h.to_string()));
+        out.push(SEP);
+        if t.metric_values.is_empty() {
+            out.extend_from_slice(NULL);
+        } else {
+            out.push(b'{');
+            out.extend_from_slice(&t.metric_values);
+            out.push(b'}');
         }
         out.push(b'\n');
     }
@@ -175,14 +254,40 @@ mod tests {
         assert_eq!(n, 4);
         assert_eq!(
             lines[0],
-            "2026-01-02 03:04:00+00\t1\tbuy\tprice\t\\N\tUS\t\\N\t\\N\t2\t2\t1.5\t-1.0\t2.5"
+            "2026-01-02 03:04:00+00\t1\tbuy\tprice\t\\N\tUS\t\\N\t\\N\t2\t2\t1.5\t-1.0\t2.5\t\\N\t{2.5,-1}"
         );
         assert_eq!(
             lines[1],
-            "2026-01-02 03:04:00+00\t1\tview\t\\N\t\\N\tFR\t\\N\t\\N\t2\t0\t\\N\t\\N\t\\N"
+            "2026-01-02 03:04:00+00\t1\tview\t\\N\t\\N\tFR\t\\N\t\\N\t2\t0\t\\N\t\\N\t\\N\t\\N\t\\N"
         );
         assert!(lines[2].starts_with("2026-01-02 03:04:00+00\t1\tview\t\\N\t\\N\tUS\t"));
         assert!(lines[3].starts_with("2026-01-02 03:05:00+00\t1\tview\t"));
+    }
+
+    #[test]
+    fn hashes_distinct_ids_as_hll_hash_text() {
+        // Values of `SELECT hll_hash_text(...)` (postgresql-hll 2.17).
+        assert_eq!(hll_hash(b"hello"), -3758069500696749310);
+        assert_eq!(hll_hash(b""), 0);
+        assert_eq!(hll_hash("\u{e9}".as_bytes()), -3956277427552623640);
+        let mut cols = vec!["\\N".to_string(); EVENT_COLUMNS.len()];
+        cols[column("timestamp")] = "2026-01-02 03:04:05+00".into();
+        cols[column("project_id")] = "1".into();
+        cols[column("event_name")] = "view".into();
+        let mut rows = String::new();
+        for id in ["hello", "a\\tb", "hello"] {
+            cols[column("distinct_id")] = id.into();
+            rows += &(cols.join("\t") + "\n");
+        }
+        let (out, n) = aggregate(rows.as_bytes()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let mut hashes = [hll_hash(b"hello"), hll_hash(b"a\tb")];
+        hashes.sort_unstable();
+        assert_eq!(n, 1);
+        assert!(
+            text.ends_with(&format!("\t{{{},{}}}\t\\N\n", hashes[0], hashes[1])),
+            "{text}"
+        );
     }
 
     #[test]
