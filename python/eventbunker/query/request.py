@@ -49,6 +49,7 @@ QUERY_FIELDS = frozenset(
         "interval",
         "group_by",
         "limit",
+        "approximate",
     }
 )
 DELETE_FIELDS = frozenset({*SELECTION_FIELDS, "all"})
@@ -94,6 +95,8 @@ class Query:
     interval: str | None  # a unit of timeframes.UNITS
     group_by: tuple[Property, ...]
     limit: int | None
+    # count_unique, median and percentile may be answered from sketches.
+    approximate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +121,10 @@ def parse_query(body: object, now: datetime) -> Query:
     interval = _interval(analysis, fields, selection)
     group_by = _group_by(analysis, fields)
     limit = _limit(analysis, fields)
-    return Query(analysis, selection, target, percentile, interval, group_by, limit)
+    approximate = fields.get("approximate", False)
+    if not isinstance(approximate, bool):
+        raise InvalidRequest("approximate", "must be true or false")
+    return Query(analysis, selection, target, percentile, interval, group_by, limit, approximate)
 
 
 def parse_delete(body: object, now: datetime) -> Delete:
