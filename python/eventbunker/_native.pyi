@@ -327,7 +327,8 @@ def prepare_lines(
     """
 
 def rollup_groups(rows: bytes) -> tuple[bytes, int]:
-    """The rollup groups of encoded event rows, as COPY text for ``rollup_batch``
-    (minute, project_id, event_name, metric_name, customer_identifier,
-    geo_country, ua_device_type, utm_source, events, metric_count, sum, min,
-    max), sorted by key; and how many there are."""
+    """The rollup groups of encoded event rows, as a JSON array of objects
+    named as ``rollups_minute``'s columns (bucket, project_id, event_name,
+    metric_name, customer_identifier, geo_country, ua_device_type,
+    utm_source, events, metric_count, metric_sum, metric_min, metric_max),
+    sorted by key; and how many there are."""

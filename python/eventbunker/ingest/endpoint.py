@@ -8,7 +8,6 @@ spool's fsync, answer. Browsers may call it cross-origin with a write key.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,6 +18,7 @@ from eventbunker import _native
 from eventbunker.errors import ErrorCode, Refusal
 from eventbunker.ingest.auth import ApiKey, KeyCache, presented_secret
 from eventbunker.ingest.backpressure import Backpressure
+from eventbunker.ingest.body_deadline import BodyTimeout, within
 from eventbunker.ingest.idempotency import DuplicateCheck
 from eventbunker.ingest.rate_limits import RateLimits
 from eventbunker.ingest.rejections import RejectionCounter
@@ -183,9 +183,8 @@ async def read_limited_body(
     ``timeout_s``, 408 request_timeout (a stuck or trickling client must not
     hold a connection and its memory for ever)."""
     try:
-        async with asyncio.timeout(timeout_s):
-            return await _read_body(headers, receive, limit)
-    except TimeoutError:
+        return await within(timeout_s, _read_body(headers, receive, limit))
+    except BodyTimeout:
         raise Refusal(
             ErrorCode.REQUEST_TIMEOUT, f"the body was not whole within {timeout_s:g} s"
         ) from None
