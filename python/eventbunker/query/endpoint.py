@@ -58,6 +58,7 @@ class QueryApi:
         self._clock = clock
         self._query_timeout_ms = settings.query_timeout_ms
         self._delete_timeout_ms = settings.delete_timeout_ms
+        self._rollups = settings.rollups
         self._pool = _pool(conninfo, settings, "query")
         # Queries may read from a streaming replica; deletes write the primary.
         self._read_pool = (
@@ -128,7 +129,7 @@ class QueryApi:
 
     async def _query(self, body: Any, scope: Scope) -> dict[str, Any]:
         query = parse_query(body, self._clock())
-        plan = planner.plan(query, scope)
+        plan = planner.plan(query, scope, rollups=self._rollups)
         async with self._transaction(self._read_pool, self._query_timeout_ms) as cur:
             await cur.execute(plan.statement, plan.params)
             rows = await cur.fetchall()
