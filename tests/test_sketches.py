@@ -13,13 +13,13 @@ import httpx
 import psycopg
 from hypothesis import given
 from hypothesis import strategies as st
+from test_rollups import NOW, both_ways, store
 
 from conftest import Project
 from eventbunker.admin.projects import create_project
 from eventbunker.query import planner
 from eventbunker.query.request import parse_query
 from query_strategies import BASE, SETTINGS, instants
-from test_rollups import NOW, both_ways, store
 
 # Ends on no minute: the raw tail (one-event sketches) takes part.
 TIMEFRAME = {
@@ -92,8 +92,7 @@ def test_rust_hashes_distinct_ids_as_hll_hash_text(
     client: httpx.Client, db: psycopg.Connection[Any], project: Project
 ) -> None:
     batch = [
-        {"event_name": "view", "distinct_id": d, "timestamp": BASE.isoformat()}
-        for d in AWKWARD_IDS
+        {"event_name": "view", "distinct_id": d, "timestamp": BASE.isoformat()} for d in AWKWARD_IDS
     ]
     store(client, db, project.write_key, project.id, batch, [])
     row = db.execute(

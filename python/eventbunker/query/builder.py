@@ -106,6 +106,7 @@ _RAW_SKETCHES = {
 
 
 def _segment(segment: Segment, sketch: str | None, params: Params) -> sql.Composable:
+    columns: sql.Composable
     if segment.level is None:
         columns, table, time = _RAW_AS_ROLLUP, sql.Identifier("events"), '"timestamp"'
         if sketch is not None:

@@ -156,7 +156,8 @@ pub fn aggregate(rows: &[u8]) -> Result<(Vec<u8>, usize), String> {
             write_f64(&mut t.metric_values, v);
         }
         if fields[distinct_id] != NULL {
-            t.distinct_ids.insert(hll_hash(&unescape(fields[distinct_id])));
+            t.distinct_ids
+                .insert(hll_hash(&unescape(fields[distinct_id])));
         }
     }
     let mut sorted: Vec<_> = groups.into_iter().collect();
