@@ -7,6 +7,7 @@ from __future__ import annotations
 import bisect
 import random
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_rollups import NOW, both_ways, store
 
-from conftest import Project
+from conftest import Project, serving
 from eventbunker.admin.projects import create_project
 from eventbunker.query import planner
 from eventbunker.query.request import parse_query
@@ -189,3 +190,52 @@ def test_approximate_is_a_boolean_and_only_widens_what_rollups_answer(
         {"analysis": "count", "approximate": True},
     ):
         assert planner.rollup_source(parse_query(body, NOW)) is not None, body
+
+
+@SETTINGS
+@given(
+    stored=st.lists(events(), min_size=1, max_size=50),
+    deletes=st.lists(
+        st.fixed_dictionaries(
+            {"event_name": st.sampled_from(["view", "buy"])},
+            optional={"timeframe": st.just(TIMEFRAME)},
+        ),
+        min_size=1,
+        max_size=2,
+    ),
+    queries=st.lists(distinct_queries(), min_size=1, max_size=3),
+)
+def test_deletes_keep_sketches_true(
+    client: httpx.Client,
+    db: psycopg.Connection[Any],
+    stored: list[dict[str, Any]],
+    deletes: list[dict[str, Any]],
+    queries: list[dict[str, Any]],
+) -> None:
+    created = create_project(db, "sketches")
+    store(client, db, created["keys"]["write"], created["id"], stored, [])
+    for delete in deletes:
+        r = client.post("/v1/delete", json=delete, headers={"X-Api-Key": created["keys"]["delete"]})
+        assert r.status_code == 200, r.text
+    for body in queries:
+        from_sketches, raw = both_ways(db, created["id"], body)
+        assert from_sketches == raw, body
+
+
+def test_without_rollups_writers_skip_them_and_queries_read_raw_rows(
+    database_url: str, db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    created = create_project(db, "no-rollups")
+    body = {"analysis": "count", "timeframe": TIMEFRAME}
+    with (
+        serving(database_url, tmp_path, "--no-rollups") as server,
+        httpx.Client(base_url=server.url, timeout=30) as http,
+    ):
+        batch = [{"event_name": "view", "timestamp": BASE.isoformat()}] * 3
+        store(http, db, created["keys"]["write"], created["id"], batch, batch[:2])
+        r = http.post("/v1/query", json=body, headers={"X-Api-Key": created["keys"]["query"]})
+        assert r.status_code == 200 and r.json()["result"] == 5, r.text
+    row = db.execute(
+        "SELECT count(*) FROM rollups_minute WHERE project_id = %s", (created["id"],)
+    ).fetchone()
+    assert row == (0,)
