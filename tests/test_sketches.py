@@ -179,6 +179,8 @@ def test_approximate_is_a_boolean_and_only_widens_what_rollups_answer(
         {"analysis": "count_unique", "target_property": "distinct_id"},
         {"analysis": "median", "metric_name": "t"},
         {"analysis": "count_unique", "target_property": "properties.user", "approximate": True},
+        {"analysis": "sum", "target_property": "properties.n", "approximate": True},
+        {"analysis": "median", "target_property": "properties.n", "approximate": True},
         {"analysis": "count_unique", "target_property": "geo_city", "approximate": True},
         {"analysis": "median", "target_property": "geo_latitude", "approximate": True},
         {"analysis": "select_unique", "target_property": "distinct_id", "approximate": True},

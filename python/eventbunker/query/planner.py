@@ -66,12 +66,12 @@ def rollup_source(query: Query, customer_scoped: bool = False) -> Source | None:
     """The coarsest rollup level that answers ``query`` exactly, if any: of the
     dimensionless tables when no dimension is used (nor a customer's key)."""
     sketch = None
-    target = query.target.column if query.target is not None else None
+    column = query.target.column if query.target is not None else None  # None: properties.*
     if query.analysis in ROLLUP_ANALYSES:
-        if target is not None and target != "metric_value":
+        if query.target is not None and column != "metric_value":
             return None
-    elif query.approximate and target is not None:
-        sketch = SKETCHES.get(query.analysis, {}).get(target)
+    elif query.approximate and column is not None:
+        sketch = SKETCHES.get(query.analysis, {}).get(column)
         if sketch is None:
             return None
     else:
