@@ -17,7 +17,8 @@ event every 20 ms and polls ``events`` until it is there: the time from its
 ``202`` to queryable, p50/p99.
 
 With ``--rollups-cost``, each round also runs ours with ``--no-rollups``
-(right after the run with them, same load): the ingest cost of keeping the
+(before or after the run with them, in turns, same load; the events then
+also carry a ``distinct_id`` and some a metric, for the sketches): the ingest cost of keeping the
 live rollups, as stored ev/s with / without (issue 14: at least 0.85).
 
     .venv/bin/python benches/sustained_batches.py [--duration 60] [--rounds 1] [--rollups-cost]
@@ -72,9 +73,18 @@ NAMES = ["page_view", "page_view", "page_view", "add_to_cart", "search", "signup
 ID_MARK = "@@"  # replaced per request by the wrk script: unique event ids
 
 
-def batch_body(rng: random.Random, size: int, event_ids: bool = False) -> bytes:
+def batch_body(
+    rng: random.Random, size: int, event_ids: bool = False, people: bool = False
+) -> bytes:
+    """With ``people``, each event also names its person (``distinct_id``, of
+    5,000) and one in five carries a metric: work for the rollups' sketches."""
     events = []
     for n in range(size):
+        sketched: dict[str, object] = {}
+        if people:
+            sketched["distinct_id"] = f"user-{rng.randrange(5_000)}"
+            if n % 5 == 0:
+                sketched |= {"metric_name": "load_ms", "metric_value": rng.randint(5, 900)}
         path = rng.choice(["/", "/products/42", "/cart", "/blog/launch", "/pricing"])
         events.append(
             {
@@ -87,6 +97,7 @@ def batch_body(rng: random.Random, size: int, event_ids: bool = False) -> bytes:
                 "cart_value": round(rng.uniform(1, 300), 2),
                 "session_id": f"{rng.getrandbits(64):016x}",
                 **({"event_id": f"{ID_MARK}-{n}"} if event_ids else {}),
+                **sketched,
             }
         )
     return orjson.dumps(events)
@@ -365,7 +376,9 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk (or scripts/setup.sh)")
     rng = random.Random(11)
-    args.bodies = [batch_body(rng, args.batch, args.event_ids) for _ in range(BODIES)]
+    args.bodies = [
+        batch_body(rng, args.batch, args.event_ids, args.rollups_cost) for _ in range(BODIES)
+    ]
     size = statistics.mean(len(b) for b in args.bodies)
     print(
         f"batches of {args.batch} events ({size / 1000:.1f} KB), {args.connections} connections,"
