@@ -63,7 +63,8 @@ def plan(query: Query, scope: Scope, *, rollups: bool = True) -> Plan:
 
 
 def rollup_source(query: Query, customer_scoped: bool = False) -> Source | None:
-    """The coarsest rollup level that answers ``query`` exactly, if any: of the
+    """The coarsest rollup level that answers ``query`` exactly (or from its
+    sketches, when it asks for an approximate answer), if any: of the
     dimensionless tables when no dimension is used (nor a customer's key)."""
     sketch = None
     column = query.target.column if query.target is not None else None  # None: properties.*
