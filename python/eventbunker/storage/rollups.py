@@ -54,8 +54,11 @@ _SKETCHES_OF_EVENTS = (
 )
 # The groups' JSON (rust/src/rollup) as rows, each with its sketches.
 _GROUPS = (
-    "SELECT g.*, (SELECT hll_add_agg(h::hll_hashval) FROM unnest(g.distinct_hashes) h)"
-    f" AS distinct_ids, tdigest_add(NULL::tdigest, g.metric_values, {DIGEST_COMPRESSION})"
+    # CASE: no subplan run for the (many) groups without ids or metrics.
+    "SELECT g.*, CASE WHEN g.distinct_hashes IS NOT NULL THEN"
+    " (SELECT hll_add_agg(h::hll_hashval) FROM unnest(g.distinct_hashes) h) END"
+    " AS distinct_ids, CASE WHEN g.metric_values IS NOT NULL THEN"
+    f" tdigest_add(NULL::tdigest, g.metric_values, {DIGEST_COMPRESSION}) END"
     " AS metric_digest FROM json_to_recordset(%s::json) AS g(bucket timestamptz,"
     " project_id bigint, event_name text, metric_name text, customer_identifier text,"
     " geo_country text, ua_device_type text, utm_source text, events bigint,"
