@@ -3,17 +3,24 @@
 Starts its own TimescaleDB cluster (in a temporary directory, or in
 ``--data-dir`` to keep and reuse the loaded data), loads generated events
 with COPY (a realistic spread: daily traffic cycle, countries, devices, UTM
-sources, pages, users, a latency metric), then starts the real server and
-times typical analyses through ``POST /v1/query``. Prints each latency as
-the median of ``--runs`` runs (after one warm-up run).
+sources, pages, users, a latency metric) into ``--projects`` projects (the
+first holds ``--big-share`` of them, the others share the rest), rebuilds
+their rollups (storage.rollups.rebuild_statement), then times each query
+of the big project two ways in the database, from the rollups and forced
+raw (answers compared), and through ``POST /v1/query`` on the real server.
+Each latency is the median of ``--runs`` runs (after one warm-up run).
 
-    .venv/bin/python benches/query_latency.py [--events 5000000] [--runs 5] [--data-dir DIR]
+    .venv/bin/python benches/query_latency.py [--events 5000000] [--days 35] [--runs 5]
+        [--projects 1] [--data-dir DIR] [--no-http]
+
+Issue 14's run: ``--events 20000000 --days 90 --projects 10``.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import os
 import random
 import shutil
@@ -40,7 +47,6 @@ from eventbunker.storage.migrate import migrate
 from eventbunker.storage.rollups import rebuild_statement
 from processes import free_port, stop, wait_until_up
 
-DAYS = 35
 CHUNK_ROWS = 100_000
 PROJECT_NAME = "query-latency-bench"
 
@@ -60,6 +66,8 @@ COLUMNS = (
     "utm_source",
     "url_host",
     "url_path",
+    "distinct_id",
+    "customer_identifier",
     "properties",
 )
 
@@ -95,72 +103,94 @@ def weighted(table: dict[str, int], k: int, rng: random.Random) -> list[str]:
     return rng.choices(list(table), weights=list(table.values()), k=k)
 
 
-def generate(project_id: int, total: int, end: datetime, seed: int = 1) -> Iterator[bytes]:
-    """COPY text chunks of ``total`` events in time order over DAYS days up to ``end``."""
-    rng = random.Random(seed)
-    start = end - timedelta(days=DAYS)
-    span_s = DAYS * 86400
-    done = 0
-    while done < total:
-        k = min(CHUNK_ROWS, total - done)
-        names = weighted(EVENT_NAMES, k, rng)
-        countries = weighted(COUNTRIES, k, rng)
-        devices = weighted(DEVICES, k, rng)
-        browsers = weighted(BROWSERS, k, rng)
-        systems = weighted(SYSTEMS, k, rng)
-        sources = weighted(UTM_SOURCES, k, rng)
-        plans = weighted(PLANS, k, rng)
-        paths = rng.choices(PATHS, k=k)
-        lines = []
-        for i in range(k):
-            # Even spread plus a daily cycle (busier afternoons, UTC).
-            position = (done + i) / total
-            seconds = position * span_s
-            seconds += 3600 * 3 * math.sin(2 * math.pi * seconds / 86400)
-            ts = (start + timedelta(seconds=seconds)).isoformat()
-            name = names[i]
-            country = countries[i]
-            city = rng.choice(CITIES[country]) if country in CITIES else r"\N"
-            user = f"u{int(USERS * rng.random() ** 3)}"  # a few heavy users, a long tail
-            device = devices[i]
-            if name == "api_request":
-                metric_name = "api_latency_ms"
-                metric_value = f"{rng.lognormvariate(3.5, 0.6):.2f}"
-                props: dict[str, Any] = {"endpoint": rng.choice(ENDPOINTS), "user_id": user}
-            else:
-                metric_name = metric_value = r"\N"
-                props = {"user_id": user, "plan": plans[i], "path": paths[i]}
-                if name == "purchase":
-                    props["amount"] = round(rng.lognormvariate(3.8, 0.8), 2)
-                    props["items"] = rng.randint(1, 6)
-            lines.append(
-                "\t".join(
-                    (
-                        ts,
-                        ts,
-                        str(project_id),
-                        name,
-                        metric_name,
-                        metric_value,
-                        country,
-                        city,
-                        browsers[i],
-                        systems[i],
-                        device,
-                        "t" if device == "bot" else "f",
-                        sources[i],
-                        "shop.example",
-                        paths[i],
-                        orjson.dumps(props).decode(),
-                    )
+def generate(
+    project_id: int, total: int, end: datetime, days: int, seed: int = 1
+) -> Iterator[bytes]:
+    """COPY text chunks of ``total`` events in time order over ``days`` days up to
+    ``end``, made by a pool of processes (one per core) while the caller COPYs."""
+    jobs = [(project_id, total, end, days, seed, done) for done in range(0, total, CHUNK_ROWS)]
+    with multiprocessing.get_context("fork").Pool(os.cpu_count() or 1) as pool:
+        yield from pool.imap(_chunk, jobs)
+
+
+def _chunk(job: tuple[int, int, datetime, int, int, int]) -> bytes:
+    """The chunk of ``generate`` that starts at event ``done``."""
+    project_id, total, end, days, seed, done = job
+    rng = random.Random(seed * 1_000_003 + done)
+    start = end - timedelta(days=days)
+    span_s = days * 86400
+    k = min(CHUNK_ROWS, total - done)
+    names = weighted(EVENT_NAMES, k, rng)
+    countries = weighted(COUNTRIES, k, rng)
+    devices = weighted(DEVICES, k, rng)
+    browsers = weighted(BROWSERS, k, rng)
+    systems = weighted(SYSTEMS, k, rng)
+    sources = weighted(UTM_SOURCES, k, rng)
+    plans = weighted(PLANS, k, rng)
+    paths = rng.choices(PATHS, k=k)
+    lines = []
+    for i in range(k):
+        # Even spread plus a daily cycle (busier afternoons, UTC).
+        position = (done + i) / total
+        seconds = position * span_s
+        seconds += 3600 * 3 * math.sin(2 * math.pi * seconds / 86400)
+        ts = (start + timedelta(seconds=seconds)).isoformat()
+        name = names[i]
+        country = countries[i]
+        city = rng.choice(CITIES[country]) if country in CITIES else r"\N"
+        user = f"u{int(USERS * rng.random() ** 3)}"  # a few heavy users, a long tail
+        device = devices[i]
+        if name == "api_request":
+            metric_name = "api_latency_ms"
+            metric_value = f"{rng.lognormvariate(3.5, 0.6):.2f}"
+            props: dict[str, Any] = {"endpoint": rng.choice(ENDPOINTS), "user_id": user}
+        else:
+            metric_name = metric_value = r"\N"
+            props = {"user_id": user, "plan": plans[i], "path": paths[i]}
+            if name == "purchase":
+                props["amount"] = round(rng.lognormvariate(3.8, 0.8), 2)
+                props["items"] = rng.randint(1, 6)
+        lines.append(
+            "\t".join(
+                (
+                    ts,
+                    ts,
+                    str(project_id),
+                    name,
+                    metric_name,
+                    metric_value,
+                    country,
+                    city,
+                    browsers[i],
+                    systems[i],
+                    device,
+                    "t" if device == "bot" else "f",
+                    sources[i],
+                    "shop.example",
+                    paths[i],
+                    user,
+                    r"\N",  # no customer: written with a project-wide key
+                    orjson.dumps(props).decode(),
                 )
             )
-        done += k
-        yield ("\n".join(lines) + "\n").encode()
+        )
+    return ("\n".join(lines) + "\n").encode()
 
 
-def load(conninfo: str, total: int) -> tuple[int, str, str]:
-    """The bench project (id, query key), loading ``total`` events unless already there."""
+def shares(total: int, projects: int, big_share: float) -> list[int]:
+    """Events per project: the first gets ``big_share``, the others the rest evenly."""
+    if projects == 1:
+        return [total]
+    big = int(total * big_share)
+    small = (total - big) // (projects - 1)
+    return [total - small * (projects - 1)] + [small] * (projects - 1)
+
+
+def load(
+    conninfo: str, total: int, days: int, projects: int, big_share: float
+) -> tuple[int, str, str]:
+    """The big bench project (id, query key), loading ``total`` events into
+    ``projects`` projects over ``days`` days unless already there."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
         row = conn.execute("SELECT current_setting('server_version')").fetchone()
         print(f"PostgreSQL {row[0] if row else '?'}", flush=True)
@@ -169,35 +199,47 @@ def load(conninfo: str, total: int) -> tuple[int, str, str]:
             " WHERE p.name = %s GROUP BY p.id",
             (PROJECT_NAME,),
         ).fetchone()
-        if existing is not None and existing[1] >= total:
+        counts = shares(total, projects, big_share)
+        if existing is not None and existing[1] >= counts[0]:
             project_id = int(existing[0])
             print(f"reusing {existing[1]:,} events of project {project_id}", flush=True)
         else:
-            project_id = int(create_project(conn, PROJECT_NAME)["id"])
+            names = [PROJECT_NAME] + [f"{PROJECT_NAME}-{i}" for i in range(1, projects)]
+            ids = [int(create_project(conn, name)["id"]) for name in names]
+            project_id = ids[0]
             copy_sql = "COPY events ({}) FROM STDIN".format(", ".join(f'"{c}"' for c in COLUMNS))
             started = time.perf_counter()
             loaded = 0
             end = datetime.now(UTC)
             with conn.cursor() as cur:
-                for chunk in generate(project_id, total, end):
-                    with conn.transaction(), cur.copy(copy_sql) as copy:
-                        copy.write(chunk)
-                    loaded += chunk.count(b"\n")
-                    if loaded % 1_000_000 < CHUNK_ROWS:
-                        rate = loaded / (time.perf_counter() - started)
-                        print(f"  loaded {loaded:,} events ({rate:,.0f}/s)", flush=True)
+                for seed, (pid, count) in enumerate(zip(ids, counts, strict=True), 1):
+                    for chunk in generate(pid, count, end, days, seed):
+                        with conn.transaction(), cur.copy(copy_sql) as copy:
+                            copy.write(chunk)
+                        loaded += chunk.count(b"\n")
+                        if loaded % 1_000_000 < CHUNK_ROWS:
+                            rate = loaded / (time.perf_counter() - started)
+                            print(f"  loaded {loaded:,} events ({rate:,.0f}/s)", flush=True)
             elapsed = time.perf_counter() - started
-            print(f"loaded {loaded:,} events in {elapsed:.0f} s ({loaded / elapsed:,.0f}/s)")
+            print(
+                f"loaded {loaded:,} events into {projects} projects ({counts[0]:,} in the big"
+                f" one) over {days} days in {elapsed:.0f} s ({loaded / elapsed:,.0f}/s)"
+            )
             started = time.perf_counter()
-            conn.execute(rebuild_statement(project_id))
+            for pid in ids:
+                conn.execute(rebuild_statement(pid))
             print(f"rollups built in {time.perf_counter() - started:.0f} s", flush=True)
             started = time.perf_counter()
             conn.execute("VACUUM ANALYZE events")
             print(f"VACUUM ANALYZE in {time.perf_counter() - started:.0f} s", flush=True)
         # A fresh query key: secrets are not stored, so a reused project needs a new one.
         query_key = str(create_key(conn, project_id, "query")["key"])
-        size = conn.execute("SELECT pg_size_pretty(hypertable_size('events'))").fetchone()
-    return project_id, query_key, str(size[0] if size else "?")
+        size = conn.execute(
+            "SELECT pg_size_pretty(hypertable_size('events')), pg_size_pretty(sum("
+            "pg_total_relation_size(format('rollups_%s', t)))) FROM unnest(ARRAY['minute',"
+            " 'hour', 'day', 'minute_all', 'hour_all', 'day_all']) t"
+        ).fetchone()
+    return project_id, query_key, f"{size[0]}, rollups {size[1]}" if size else "?"
 
 
 def start_server(
@@ -284,6 +326,43 @@ QUERIES: list[tuple[str, dict[str, Any]]] = [
             "interval": "daily",
         },
     ),
+    # The dashboard set of issue 14 (with the per-day, per-hour, p95 and
+    # by-country queries above).
+    (
+        "p95 of a metric per hour, 7 days, approx.",
+        {
+            "analysis": "percentile",
+            "percentile": 95,
+            "metric_name": "api_latency_ms",
+            "timeframe": "this_7_days",
+            "interval": "hourly",
+            "approximate": True,
+        },
+    ),
+    (
+        "distinct users, 7 days",
+        {"analysis": "count_unique", "target_property": "distinct_id", "timeframe": "this_7_days"},
+    ),
+    (
+        "distinct users, 7 days, approx.",
+        {
+            "analysis": "count_unique",
+            "target_property": "distinct_id",
+            "timeframe": "this_7_days",
+            "approximate": True,
+        },
+    ),
+    (
+        "funnel: add_to_cart, purchase, 30 days",
+        {
+            "analysis": "count",
+            "timeframe": "this_30_days",
+            "filters": [
+                {"property": "event_name", "operator": "in", "value": ["add_to_cart", "purchase"]}
+            ],
+            "group_by": ["event_name"],
+        },
+    ),
     (
         "sum properties.amount by plan, 30 days",
         {
@@ -322,7 +401,7 @@ def time_queries(url: str, key: str, runs: int) -> None:
 def compare_sources(conninfo: str, project_id: int, runs: int) -> None:
     """Each query from the rollups and forced raw, as SQL in the database (no
     HTTP), median of ``runs`` after a warm-up; answers checked equal."""
-    print(f"\n{'query':<42} {'rollups':>9} {'raw':>9}  same answer")
+    print(f"\n{'query':<42} {'rollups':>9} {'raw':>9}  answers")
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SET jit = off; SET work_mem = '64MB'")
         for label, body in QUERIES:
@@ -339,12 +418,48 @@ def compare_sources(conninfo: str, project_id: int, runs: int) -> None:
                 answers.append(plan.shape(rows))
             covered = planner.rollup_source(query) is not None
             rollup_ms = f"{medians[0]:>7.1f}ms" if covered else f"{'raw':>9}"
-            print(f"{label:<42} {rollup_ms} {medians[1]:>7.1f}ms  {answers[0] == answers[1]}")
+            if query.approximate and covered:
+                same = f"approx.: {approximation_error(answers[0], answers[1])}"
+            elif answers[0] == answers[1]:
+                same = "identical"
+            else:
+                # Float sums in another order (query/planner.py): the last bits.
+                same = "to 1e-12" if agree(answers[0], answers[1]) else "DIFFERENT"
+            print(f"{label:<42} {rollup_ms} {medians[1]:>7.1f}ms  {same}", flush=True)
+
+
+def agree(a: Any, b: Any) -> bool:
+    """Equal answers, floats to a relative 1e-12."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-12)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(agree(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(agree(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def approximation_error(estimate: Any, exact: Any) -> str:
+    """The largest relative error of an approximate answer (a number or a series)."""
+    if not isinstance(exact, list):
+        estimate, exact = [{"value": estimate}], [{"value": exact}]
+    errors = [
+        abs(e["value"] - x["value"]) / abs(x["value"])
+        for e, x in zip(estimate, exact, strict=True)
+        if x["value"] and e["value"] is not None
+    ]
+    return f"max {max(errors, default=0.0):.2%} over {len(errors)} values"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=5_000_000)
+    parser.add_argument("--days", type=int, default=35, help="the time span of the events")
+    parser.add_argument("--projects", type=int, default=1)
+    parser.add_argument(
+        "--big-share", type=float, default=0.82, help="the first project's share of the events"
+    )
+    parser.add_argument("--no-http", action="store_true", help="time in the database only")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
@@ -357,9 +472,13 @@ def main() -> None:
     cluster.start()
     try:
         migrate(cluster.conninfo)
-        project_id, key, size = load(cluster.conninfo, args.events)
+        project_id, key, size = load(
+            cluster.conninfo, args.events, args.days, args.projects, args.big_share
+        )
         print(f"events hypertable: {size}")
         compare_sources(cluster.conninfo, project_id, args.runs)
+        if args.no_http:
+            return
         with tempfile.TemporaryDirectory() as logs:
             process, url = start_server(cluster.conninfo, args.workers, Path(logs) / "server.log")
             try:

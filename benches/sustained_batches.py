@@ -16,7 +16,12 @@ Then, at half the saturated rate (wrk paced by a Lua delay), a probe sends one
 event every 20 ms and polls ``events`` until it is there: the time from its
 ``202`` to queryable, p50/p99.
 
-    .venv/bin/python benches/sustained_batches.py [--duration 60] [--rounds 1]
+With ``--rollups-cost``, each round also runs ours with ``--no-rollups``
+(before or after the run with them, in turns, same load; the events then
+also carry a ``distinct_id`` and some a metric, for the sketches): the ingest cost of keeping the
+live rollups, as stored ev/s with / without (issue 14: at least 0.85).
+
+    .venv/bin/python benches/sustained_batches.py [--duration 60] [--rounds 1] [--rollups-cost]
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ GEOIP_DB = ROOT.parent / "shared/testdata/geoip/GeoIP2-City-Test.mmdb"
 BODIES = 16  # distinct batch bodies, rotated by the wrk script
 SAMPLE_EVERY_S = 0.1
 PROBE_EVERY_S = 0.02
-MUST = {"stored_vs_copy": 0.7, "lag_p99_s": 1.0, "probe_p99_ms": 250.0}
+MUST = {"stored_vs_copy": 0.7, "lag_p99_s": 1.0, "probe_p99_ms": 250.0, "rollups_cost": 0.85}
 
 USER_AGENTS = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"
@@ -68,9 +73,18 @@ NAMES = ["page_view", "page_view", "page_view", "add_to_cart", "search", "signup
 ID_MARK = "@@"  # replaced per request by the wrk script: unique event ids
 
 
-def batch_body(rng: random.Random, size: int, event_ids: bool = False) -> bytes:
+def batch_body(
+    rng: random.Random, size: int, event_ids: bool = False, people: bool = False
+) -> bytes:
+    """With ``people``, each event also names its person (``distinct_id``, of
+    5,000) and one in five carries a metric: work for the rollups' sketches."""
     events = []
     for n in range(size):
+        sketched: dict[str, object] = {}
+        if people:
+            sketched["distinct_id"] = f"user-{rng.randrange(5_000)}"
+            if n % 5 == 0:
+                sketched |= {"metric_name": "load_ms", "metric_value": rng.randint(5, 900)}
         path = rng.choice(["/", "/products/42", "/cart", "/blog/launch", "/pricing"])
         events.append(
             {
@@ -83,6 +97,7 @@ def batch_body(rng: random.Random, size: int, event_ids: bool = False) -> bytes:
                 "cart_value": round(rng.uniform(1, 300), 2),
                 "session_id": f"{rng.getrandbits(64):016x}",
                 **({"event_id": f"{ID_MARK}-{n}"} if event_ids else {}),
+                **sketched,
             }
         )
     return orjson.dumps(events)
@@ -183,19 +198,25 @@ class Round:
     ours: Ours
     copy_per_s: float
     copy_postgres_cpu_s: float
+    without_rollups: Ours | None = None
     extra: dict[str, float] = field(default_factory=dict)
 
 
 def run_ours(
-    args: argparse.Namespace, cluster: ManagedCluster, tmp: Path, project: dict[str, object]
+    args: argparse.Namespace,
+    cluster: ManagedCluster,
+    tmp: Path,
+    project: dict[str, object],
+    rollups: bool = True,
 ) -> Ours:
     project_id = int(project["id"])  # type: ignore[call-overload]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = (tmp / f"server-{port}.log").open("wb")
     geoip = args.geoip_db if args.geoip_db.exists() else None
+    command = serve_command(cluster.conninfo, port, args.workers, tmp / "spool", geoip)
     process = subprocess.Popen(
-        serve_command(cluster.conninfo, port, args.workers, tmp / "spool", geoip),
+        command + ([] if rollups else ["--no-rollups"]),
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -346,11 +367,18 @@ def main() -> None:
     parser.add_argument(
         "--event-ids", action="store_true", help="a unique event_id on every event (SDKs send one)"
     )
+    parser.add_argument(
+        "--rollups-cost",
+        action="store_true",
+        help="each round also without live rollups (--no-rollups): their ingest cost",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk (or scripts/setup.sh)")
     rng = random.Random(11)
-    args.bodies = [batch_body(rng, args.batch, args.event_ids) for _ in range(BODIES)]
+    args.bodies = [
+        batch_body(rng, args.batch, args.event_ids, args.rollups_cost) for _ in range(BODIES)
+    ]
     size = statistics.mean(len(b) for b in args.bodies)
     print(
         f"batches of {args.batch} events ({size / 1000:.1f} KB), {args.connections} connections,"
@@ -368,9 +396,16 @@ def main() -> None:
             with psycopg.connect(cluster.conninfo) as conn:
                 project = create_project(conn, "sustained")
             for i in range(args.rounds):
+                # With and without rollups in turns, first one then the other
+                # (the table grows: neither always runs on the bigger one).
+                without = None
+                if args.rollups_cost and i % 2:
+                    without = run_ours(args, cluster, tmp, project, rollups=False)
                 ours = run_ours(args, cluster, tmp, project)
+                if args.rollups_cost and not i % 2:
+                    without = run_ours(args, cluster, tmp, project, rollups=False)
                 copy_per_s, copy_us = run_copy(cluster, tmp, int(project["id"]))
-                rounds.append(Round(ours, copy_per_s, copy_us))
+                rounds.append(Round(ours, copy_per_s, copy_us, without))
                 print_round(i + 1, rounds[-1], args)
             best = max(r.ours.ack_per_s for r in rounds)
             p50, p99, achieved, probes = probe_latency(args, cluster, tmp, best / 2)
@@ -391,6 +426,15 @@ def print_round(number: int, r: Round, args: argparse.Namespace) -> None:
         f" (\\copy: {r.copy_postgres_cpu_s:.1f})",
         flush=True,
     )
+    if r.without_rollups is not None:
+        w = r.without_rollups
+        print(
+            f"round {number} without rollups: acknowledged {w.ack_per_s:,.0f} ev/s, stored during"
+            f" the load {w.stored_per_s:,.0f} ev/s; lag p99 {w.lag_p99:.2f} s; CPU µs/event:"
+            f" server {w.server_cpu_s / max(w.stored_total, 1) * 1e6:.1f},"
+            f" PostgreSQL {w.postgres_cpu_s / max(w.stored_total, 1) * 1e6:.1f}",
+            flush=True,
+        )
 
 
 def report(rounds: list[Round], probe: tuple[float, float, float, int]) -> None:
@@ -407,6 +451,19 @@ def report(rounds: list[Round], probe: tuple[float, float, float, int]) -> None:
             f" {o.lag_max:>8.2f} {o.refused:>6}"
         )
     ratio = statistics.median(r.ours.stored_per_s / r.copy_per_s for r in rounds)
+    costs = [
+        r.ours.stored_per_s / r.without_rollups.stored_per_s
+        for r in rounds
+        if r.without_rollups is not None
+    ]
+    extra = {}
+    if costs:
+        extra["rollups_cost"] = round(statistics.median(costs), 3)
+        print(
+            "\nstored ev/s with live rollups / without (per round: "
+            + ", ".join(f"{c:.2f}" for c in costs)
+            + f"), median: {extra['rollups_cost']:.2f}"
+        )
     p50, p99, achieved, probes = probe
     print(f"\nstored during the load / \\copy (median of rounds): {ratio:.2f}")
     print(
@@ -422,6 +479,7 @@ def report(rounds: list[Round], probe: tuple[float, float, float, int]) -> None:
                 "lag_max_s": max(r.ours.lag_max for r in rounds),
                 "probe_p50_ms": round(p50, 1),
                 "probe_p99_ms": round(p99, 1),
+                **extra,
                 "must": MUST,
             }
         ).decode()

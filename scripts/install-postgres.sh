@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Make PostgreSQL + TimescaleDB (Apache-2 edition) available on Debian 12 or 13.
+# Make PostgreSQL + TimescaleDB (Apache-2 edition) available on Debian 12 or 13,
+# with the HyperLogLog and t-digest extensions of the rollups' sketches
+# (postgresql-<version>-hll and -tdigest: Debian packages them for both).
 #
 #   Debian 13 (trixie):   apt-get install postgresql-17 postgresql-17-timescaledb
 #   Debian 12 (bookworm): TimescaleDB is not packaged; install postgresql-15 and its
@@ -7,8 +9,8 @@
 #                         package (a deb-src-only trixie entry, so no trixie binaries
 #                         are ever installed) and build it against PostgreSQL 15.
 #
-# Idempotent: returns at once when timescaledb.control is already installed for the
-# chosen PostgreSQL version. Never creates, drops or restarts a PostgreSQL cluster:
+# Idempotent: returns at once when timescaledb.control, hll.control and
+# tdigest.control are already installed for the chosen PostgreSQL version. Never creates, drops or restarts a PostgreSQL cluster:
 # EventBunker runs its own cluster under its data directory (python/eventbunker/
 # cluster.py finds the server's bin dir by itself). If the PostgreSQL server package
 # is not installed yet, /etc/postgresql-common/createcluster.d/eventbunker.conf is
@@ -63,9 +65,15 @@ timescaledb_installed() {
         [ -f "$(pg_pkglibdir)/timescaledb.so" ]
 }
 
+sketches_installed() {
+    [ -f "$(pg_sharedir)/extension/hll.control" ] &&
+        [ -f "$(pg_sharedir)/extension/tdigest.control" ]
+}
+sketch_packages=("postgresql-${pg_version}-hll" "postgresql-${pg_version}-tdigest")
+
 # --- fast path (no root needed) -----------------------------------------------------
-if timescaledb_installed; then
-    log "PostgreSQL ${pg_version} with TimescaleDB already installed (${pg_bin})"
+if timescaledb_installed && sketches_installed; then
+    log "PostgreSQL ${pg_version} with TimescaleDB, hll and tdigest already installed (${pg_bin})"
     exit 0
 fi
 
@@ -117,6 +125,16 @@ if [ "$(missing_packages "postgresql-${pg_version}")" != "" ] &&
 # Delete this file to get Debian's default cluster for later PostgreSQL installs.
 create_main_cluster = false
 EOF
+fi
+
+# --- the sketch extensions: packaged on both -------------------------------------------
+if ! sketches_installed; then
+    apt_install "${sketch_packages[@]}"
+    sketches_installed || die "${sketch_packages[*]} installed but hll.control or tdigest.control not found"
+fi
+if timescaledb_installed; then
+    log "done: PostgreSQL ${pg_version} with TimescaleDB, hll and tdigest (${pg_bin})"
+    exit 0
 fi
 
 # --- Debian 13: packaged -------------------------------------------------------------

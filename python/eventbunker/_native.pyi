@@ -344,5 +344,6 @@ def rollup_groups(rows: bytes) -> tuple[bytes, int]:
     """The rollup groups of encoded event rows, as a JSON array of objects
     named as ``rollups_minute``'s columns (bucket, project_id, event_name,
     metric_name, customer_identifier, geo_country, ua_device_type,
-    utm_source, events, metric_count, metric_sum, metric_min, metric_max),
-    sorted by key; and how many there are."""
+    utm_source, events, metric_count, metric_sum, metric_min, metric_max)
+    plus ``distinct_hashes`` (hll_hash_text of each distinct distinct_id) and
+    ``metric_values`` (null when empty), sorted by key; and how many there are."""

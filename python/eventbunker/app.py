@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> RawRouter:
         metrics,
         shard=ingest.shard,
         body_idle_timeout_s=settings.body_timeout_seconds,
+        rollups=settings.rollups,
     )
     query_api = QueryApi(keys, conninfo, settings)
     admin_store = AdminStore(conninfo)  # admin API and web app

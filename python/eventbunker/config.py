@@ -113,6 +113,12 @@ class Settings:
     trusted_proxies: str = setting(
         "", "addresses/CIDRs, comma-separated, whose X-Forwarded-For is believed"
     )
+    rollups: bool = setting(
+        True,
+        "keep the live rollups (storage/rollups.py); off only to measure what they cost"
+        " (benches/sustained_batches.py): queries then read raw rows, and rollups left"
+        " behind must be rebuilt (storage.rollups.rebuild_statement) before turning it on",
+    )
     anonymize_ip: bool = setting(
         False, "store ip with the last IPv4 octet / IPv6 80 bits zeroed, after the GeoIP lookup"
     )

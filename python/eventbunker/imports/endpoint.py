@@ -92,8 +92,10 @@ class ImportEndpoint:
         metrics: Metrics,
         shard: int,
         body_idle_timeout_s: float = 30.0,
+        rollups: bool = True,
     ) -> None:
         self._keys = keys
+        self._rollups = rollups
         self._body_idle_timeout_s = body_idle_timeout_s
         self._conninfo = conninfo
         self._limits = limits
@@ -166,6 +168,7 @@ class ImportEndpoint:
             first_line=int(first_line),
             gzip=content_encoding_is_gzip(headers),
             shard=self._shard,
+            rollups=self._rollups,
         )
         try:
             outcome = await job.run(_body(receive, self._body_idle_timeout_s))

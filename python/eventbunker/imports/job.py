@@ -162,6 +162,7 @@ class ImportJob:
         first_line: int = 1,
         gzip: bool = False,
         shard: int = 0,
+        rollups: bool = True,
     ) -> None:
         check_import_id(import_id)
         if first_line < 1:
@@ -173,6 +174,7 @@ class ImportJob:
         self._limits = limits
         self._enricher = enricher
         self._import_id = import_id
+        self._rollups = rollups
         self._first_line = first_line
         self._gzip = gzip
         self._shard = shard
@@ -434,7 +436,8 @@ class _Writer:
         if not self._open:
             return
         await self._end_copy()
-        await update_rollups(self._conn, b"".join(self._rows))
+        if self._job._rollups:
+            await update_rollups(self._conn, b"".join(self._rows))
         job, outcome = self._job, self._job.outcome
         project_id = job._key.project_id
         now_us = time.time_ns() // 1000
@@ -587,6 +590,7 @@ async def import_direct(
         first_line=first_line,
         gzip=gzip,
         shard=os.getpid() % COUNTER_SHARDS,
+        rollups=settings.rollups,
     )
     return (await job.run(_as_async(chunks))).as_dict()
 

@@ -78,7 +78,7 @@ class IngestPipeline:
             )
             self.drainer = Drainer(
                 self.spool,
-                EventWriter(conninfo, shard=shard),
+                EventWriter(conninfo, shard=shard, rollups=settings.rollups),
                 metrics,
                 interval_s=settings.drain_interval_ms / 1000,
                 idempotency_window_s=settings.idempotency_window_hours * 3600,

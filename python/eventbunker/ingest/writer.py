@@ -59,9 +59,15 @@ class EventWriter:
     """One database connection of one worker's drainer (or of a stream writer)."""
 
     def __init__(
-        self, conninfo: str, shard: int, application_name: str = "eventbunker-drainer"
+        self,
+        conninfo: str,
+        shard: int,
+        application_name: str = "eventbunker-drainer",
+        *,
+        rollups: bool = True,
     ) -> None:
         self._conninfo = conninfo
+        self._rollups = rollups
         self._shard = shard
         self._application_name = application_name
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -99,7 +105,8 @@ class EventWriter:
             if rows:
                 async with conn.cursor() as cur, cur.copy(COPY_EVENTS) as copy:
                     await copy.write(rows)
-                await update_rollups(conn, rows)
+                if self._rollups:
+                    await update_rollups(conn, rows)
             counts = {
                 (project_id, EPOCH + timedelta(days=day)): Written(events, latency_sum, latency_max)
                 for project_id, day, events, latency_sum, latency_max in counters

@@ -20,6 +20,7 @@ from psycopg import sql
 from eventbunker.query import filters, timeframes
 from eventbunker.query.properties import COLUMNS, Params
 from eventbunker.query.request import Delete, InvalidRequest, Query, Selection
+from eventbunker.storage.rollups import DIGEST_COMPRESSION
 
 MAX_BUCKETS = 10_000
 MAX_ROWS = 10_000  # groups (times buckets) in one answer
@@ -61,9 +62,11 @@ class Segment:
 @dataclass(frozen=True, slots=True)
 class Source:
     """Where a query reads: the raw events, or rollup levels with a raw tail
-    (query/planner.py), as rollup-shaped rows."""
+    (query/planner.py), as rollup-shaped rows; with ``sketch``, the one rollup
+    sketch column (storage.rollups.SKETCHES) an approximate answer reads."""
 
     segments: tuple[Segment, ...] = ()
+    sketch: str | None = None
 
     @property
     def is_rollup(self) -> bool:
@@ -77,7 +80,7 @@ class Source:
         if not self.segments:
             return sql.Identifier("events")
         return sql.SQL("({}) AS r").format(
-            sql.SQL(" UNION ALL ").join(_segment(s, params) for s in self.segments)
+            sql.SQL(" UNION ALL ").join(_segment(s, self.sketch, params) for s in self.segments)
         )
 
 
@@ -94,11 +97,26 @@ _RAW_AS_ROLLUP = sql.SQL(
 )
 
 
-def _segment(segment: Segment, params: Params) -> sql.Composable:
+# One event as the sketch of a one-event rollup row.
+_RAW_SKETCHES = {
+    "distinct_ids": "hll_add(hll_empty(), hll_hash_text(distinct_id))",
+    "customers": "hll_add(hll_empty(), hll_hash_text(customer_identifier))",
+    "metric_digest": f"tdigest_add(NULL::tdigest, metric_value, {DIGEST_COMPRESSION})",
+}
+
+
+def _segment(segment: Segment, sketch: str | None, params: Params) -> sql.Composable:
+    columns: sql.Composable
     if segment.level is None:
         columns, table, time = _RAW_AS_ROLLUP, sql.Identifier("events"), '"timestamp"'
+        if sketch is not None:
+            columns = sql.SQL("{}, {} AS {}").format(
+                columns, sql.SQL(_RAW_SKETCHES[sketch]), sql.Identifier(sketch)
+            )
     else:
         columns, table, time = _ROLLUP_COLUMNS, sql.Identifier(f"rollups_{segment.level}"), "bucket"
+        if sketch is not None:
+            columns = sql.SQL("{}, {}").format(columns, sql.Identifier(sketch))
     conditions: list[sql.Composable] = [sql.SQL("true")]
     if segment.start is not None:
         conditions.append(sql.SQL(time + " >= {}").format(params.add(segment.start, "timestamptz")))
@@ -168,10 +186,14 @@ def build_query(query: Query, scope: Scope, source: Source = RAW) -> Plan:
             raise InvalidRequest("interval", str(exc)) from None
         keys.append(_bucket(query, params, source))
     keys.extend(prop.value(params) for prop in query.group_by)
-    if query.analysis in DISTINCT_ANALYSES:
+    if query.analysis in DISTINCT_ANALYSES and not source.is_rollup:
         statement = _distinct_values(query, scope, keys, params)
     else:
-        aggregate = _rollup_aggregate(query) if source.is_rollup else _aggregate(query, params)
+        aggregate = (
+            _rollup_aggregate(query, source, params)
+            if source.is_rollup
+            else _aggregate(query, params)
+        )
         statement = sql.SQL("SELECT {} FROM {} WHERE {}").format(
             sql.SQL(", ").join([*keys, aggregate]),
             source.relation(params),
@@ -230,14 +252,25 @@ def _aggregate(query: Query, params: Params) -> sql.Composable:
         return sql.SQL("coalesce(sum({}), 0)").format(number)
     if analysis in ("avg", "min", "max"):
         return sql.SQL("{}({})").format(sql.SQL(analysis), number)
-    fraction = 0.5 if analysis == "median" else (query.percentile or 0.0) / 100
     return sql.SQL("percentile_cont({}) WITHIN GROUP (ORDER BY {})").format(
-        params.add(fraction, "double precision"), number
+        _fraction(query, params), number
     )
 
 
-def _rollup_aggregate(query: Query) -> sql.Composable:
-    """The aggregate over rollup rows equal to :func:`_aggregate` over the events."""
+def _fraction(query: Query, params: Params) -> sql.Composable:
+    fraction = 0.5 if query.analysis == "median" else (query.percentile or 0.0) / 100
+    return params.add(fraction, "double precision")
+
+
+def _rollup_aggregate(query: Query, source: Source, params: Params) -> sql.Composable:
+    """The aggregate over rollup rows equal to :func:`_aggregate` over the
+    events; with a sketch, its estimate (query/planner.py says how close)."""
+    if source.sketch == "metric_digest":
+        return sql.SQL("tdigest_percentile(metric_digest, {})").format(_fraction(query, params))
+    if source.sketch is not None:
+        return sql.SQL("coalesce(round(hll_cardinality(hll_union_agg({}))), 0)::bigint").format(
+            sql.Identifier(source.sketch)
+        )
     return sql.SQL(
         {
             "count": "coalesce(sum(events), 0)::bigint",

@@ -85,6 +85,7 @@ class QueryApi:
         self._clock = clock
         self._query_timeout_ms = settings.query_timeout_ms
         self._delete_timeout_ms = settings.delete_timeout_ms
+        self._rollups = settings.rollups
         self._pool = _pool(conninfo, settings, "query")
         # Queries may read from a streaming replica; deletes write the primary.
         self._read_pool = (
@@ -129,7 +130,9 @@ class QueryApi:
         )
         async def query(data: QueryBody, key: ApiKey) -> QueryAnswer:
             with _invalid_query():
-                plan = planner.plan(parse_query(data, self._clock()), _scope(key))
+                plan = planner.plan(
+                    parse_query(data, self._clock()), _scope(key), rollups=self._rollups
+                )
             async with self._transaction(self._read_pool, self._query_timeout_ms) as cur:
                 await cur.execute(plan.statement, plan.params)
                 rows = await cur.fetchall()

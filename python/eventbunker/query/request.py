@@ -92,6 +92,13 @@ class QueryBody(msgspec.Struct, forbid_unknown_fields=True):
         PropertyName | Annotated[list[PropertyName], Meta(min_length=1, max_length=MAX_GROUP_BY)]
     ) | None = None
     limit: Annotated[int, Meta(ge=1, le=MAX_LIMIT)] | None = None
+    approximate: Annotated[
+        bool,
+        Meta(
+            description="count_unique of distinct_id or customer_identifier, median and"
+            " percentile of metric_value may be answered from the rollups' sketches"
+        ),
+    ] = False
 
 
 class DeleteBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -160,6 +167,8 @@ class Query:
     interval: str | None  # a unit of timeframes.UNITS
     group_by: tuple[Property, ...]
     limit: int | None
+    # count_unique, median and percentile may be answered from sketches.
+    approximate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +187,9 @@ def parse_query(body: QueryBody | dict[str, Any], now: datetime) -> Query:
     interval = _interval(analysis, fields.interval, selection)
     group_by = _group_by(analysis, fields.group_by)
     limit = _limit(analysis, fields.limit)
-    return Query(analysis, selection, target, percentile, interval, group_by, limit)
+    return Query(
+        analysis, selection, target, percentile, interval, group_by, limit, fields.approximate
+    )
 
 
 def parse_delete(body: DeleteBody | dict[str, Any], now: datetime) -> Delete:

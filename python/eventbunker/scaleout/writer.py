@@ -67,7 +67,10 @@ class StreamWriter:
         self._settings = settings
         self._stream = settings.nats_stream
         self._events = EventWriter(
-            conninfo, shard=os.getpid() % COUNTER_SHARDS, application_name="eventbunker-writer"
+            conninfo,
+            shard=os.getpid() % COUNTER_SHARDS,
+            application_name="eventbunker-writer",
+            rollups=settings.rollups,
         )
         self._nc: Any = None
         self._js: Any = None

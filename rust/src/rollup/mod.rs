@@ -12,8 +12,16 @@
 //!
 //! Values are compared as their COPY text: our encoder escapes
 //! deterministically, so equal values have equal text.
+//!
+//! Each group also carries what the sketches of migration 0016 are built
+//! from: its distinct `distinct_id` values hashed as the `hll` extension's
+//! `hll_hash_text` hashes text (MurmurHash3 x64 128, seed 0, first 64 bits;
+//! tests/test_sketches.py checks that both agree), and its metric values,
+//! for `tdigest_add`. Hashing here spares PostgreSQL a hash call per event
+//! and sends each distinct id of a group once.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::ingest::copy::{write_f64, NULL, SEP};
 use crate::ingest::EVENT_COLUMNS;
@@ -32,13 +40,49 @@ pub const KEY_COLUMNS: [&str; 7] = [
 /// Length of `YYYY-MM-DD HH:MM` in our `timestamptz` text.
 const MINUTE_PREFIX: usize = 16;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Totals {
     events: u64,
     metric_count: u64,
     sum: f64,
     min: f64,
     max: f64,
+    /// `hll_hash_text` of each distinct `distinct_id`, ordered (as PostgreSQL
+    /// orders `bigint`) so that the output is deterministic.
+    distinct_ids: BTreeSet<i64>,
+    /// The metric values, as JSON numbers separated by commas.
+    metric_values: Vec<u8>,
+}
+
+/// `hll_hash_text(text)` of the `hll` extension: the first 64 bits of
+/// MurmurHash3 x64 128 (seed 0) of the text's bytes.
+pub fn hll_hash(text: &[u8]) -> i64 {
+    let mut reader = text;
+    let hash = murmur3::murmur3_x64_128(&mut reader, 0).expect("reading a slice cannot fail");
+    hash as u64 as i64
+}
+
+/// A COPY text value (our escapes: `\\`, `\n`, `\r`, `\t`) as the text it stands for.
+fn unescape(value: &[u8]) -> Cow<'_, [u8]> {
+    if !value.contains(&b'\\') {
+        return Cow::Borrowed(value);
+    }
+    let mut out = Vec::with_capacity(value.len());
+    let mut bytes = value.iter().copied();
+    while let Some(b) = bytes.next() {
+        out.push(if b == b'\\' {
+            match bytes.next() {
+                Some(b'n') => b'\n',
+                Some(b'r') => b'\r',
+                Some(b't') => b'\t',
+                Some(other) => other,
+                None => break,
+            }
+        } else {
+            b
+        });
+    }
+    Cow::Owned(out)
 }
 
 fn column(name: &str) -> usize {
@@ -51,12 +95,14 @@ fn column(name: &str) -> usize {
 /// The rollup groups of `rows` (COPY text in `EVENT_COLUMNS` order) as a
 /// JSON array of objects named as `rollups_minute`'s columns: `bucket`, the
 /// [`KEY_COLUMNS`], `events`, `metric_count`, `metric_sum`, `metric_min`,
-/// `metric_max`.
+/// `metric_max`, `distinct_hashes` (the ids' hashes) and `metric_values`
+/// (`null` when empty).
 /// Groups come out sorted by key so that concurrent upserts lock rows in
 /// one order. Rows that are not ours (wrong column count) are an error.
 pub fn aggregate(rows: &[u8]) -> Result<(Vec<u8>, usize), String> {
     let ts = column("timestamp");
     let value = column("metric_value");
+    let distinct_id = column("distinct_id");
     let keys: Vec<usize> = KEY_COLUMNS.iter().map(|c| column(c)).collect();
     let mut groups: HashMap<Vec<u8>, Totals> = HashMap::new();
     let mut fields: Vec<&[u8]> = Vec::with_capacity(EVENT_COLUMNS.len());
@@ -95,6 +141,8 @@ pub fn aggregate(rows: &[u8]) -> Result<(Vec<u8>, usize), String> {
             sum: 0.0,
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
+            distinct_ids: BTreeSet::new(),
+            metric_values: Vec::new(),
         });
         t.events += 1;
         if let Some(v) = metric {
@@ -102,6 +150,14 @@ pub fn aggregate(rows: &[u8]) -> Result<(Vec<u8>, usize), String> {
             t.sum += v;
             t.min = t.min.min(v);
             t.max = t.max.max(v);
+            if !t.metric_values.is_empty() {
+                t.metric_values.push(b',');
+            }
+            write_f64(&mut t.metric_values, v);
+        }
+        if fields[distinct_id] != NULL {
+            t.distinct_ids
+                .insert(hll_hash(&unescape(fields[distinct_id])));
         }
     }
     let mut sorted: Vec<_> = groups.into_iter().collect();
@@ -150,6 +206,24 @@ pub fn aggregate(rows: &[u8]) -> Result<(Vec<u8>, usize), String> {
                     _ => b"\"-Infinity\"",
                 });
             }
+        }
+        write_member(&mut out, "distinct_hashes");
+        if t.distinct_ids.is_empty() {
+            out.extend_from_slice(b"null");
+        } else {
+            for (i, h) in t.distinct_ids.iter().enumerate() {
+                out.push(if i == 0 { b'[' } else { b',' });
+                out.extend_from_slice(h.to_string().as_bytes());
+            }
+            out.push(b']');
+        }
+        write_member(&mut out, "metric_values");
+        if t.metric_values.is_empty() {
+            out.extend_from_slice(b"null");
+        } else {
+            out.push(b'[');
+            out.extend_from_slice(&t.metric_values);
+            out.push(b']');
         }
         out.push(b'}');
     }
@@ -254,12 +328,14 @@ mod tests {
             "\"bucket\":\"2026-01-02 03:04:00+00\",\"project_id\":1,\"event_name\":\"buy\",\
              \"metric_name\":\"price\",\"customer_identifier\":null,\"geo_country\":\"US\",\
              \"ua_device_type\":null,\"utm_source\":null,\"events\":2,\"metric_count\":2,\
-             \"metric_sum\":1.5,\"metric_min\":-1.0,\"metric_max\":2.5"
+             \"metric_sum\":1.5,\"metric_min\":-1.0,\"metric_max\":2.5,\
+             \"distinct_hashes\":null,\"metric_values\":[2.5,-1.0]"
         );
         assert!(groups[1].contains("\"event_name\":\"view\""));
         assert!(groups[1].contains("\"geo_country\":\"FR\",\"ua_device_type\":null"));
         assert!(groups[1].ends_with(
-            "\"events\":2,\"metric_count\":0,\"metric_sum\":null,\"metric_min\":null,\"metric_max\":null"
+            "\"events\":2,\"metric_count\":0,\"metric_sum\":null,\"metric_min\":null,\"metric_max\":null,\
+             \"distinct_hashes\":null,\"metric_values\":null"
         ));
         assert!(groups[2].contains("\"geo_country\":\"US\""));
         assert!(groups[3].starts_with("\"bucket\":\"2026-01-02 03:05:00+00\""));
@@ -292,6 +368,35 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("\"metric_sum\":\"Infinity\""), "{text}");
         assert!(text.contains("\"metric_max\":1e308"), "{text}");
+    }
+
+    #[test]
+    fn hashes_distinct_ids_as_hll_hash_text() {
+        // Values of `SELECT hll_hash_text(...)` (postgresql-hll 2.17).
+        assert_eq!(hll_hash(b"hello"), -3758069500696749310);
+        assert_eq!(hll_hash(b""), 0);
+        assert_eq!(hll_hash("\u{e9}".as_bytes()), -3956277427552623640);
+        let mut cols = vec!["\\N".to_string(); EVENT_COLUMNS.len()];
+        cols[column("timestamp")] = "2026-01-02 03:04:05+00".into();
+        cols[column("project_id")] = "1".into();
+        cols[column("event_name")] = "view".into();
+        let mut rows = String::new();
+        for id in ["hello", "a\\tb", "hello"] {
+            cols[column("distinct_id")] = id.into();
+            rows += &(cols.join("\t") + "\n");
+        }
+        let (out, n) = aggregate(rows.as_bytes()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let mut hashes = [hll_hash(b"hello"), hll_hash(b"a\tb")];
+        hashes.sort_unstable();
+        assert_eq!(n, 1);
+        assert!(
+            text.contains(&format!(
+                "\"distinct_hashes\":[{},{}],\"metric_values\":null}}",
+                hashes[0], hashes[1]
+            )),
+            "{text}"
+        );
     }
 
     #[test]
