@@ -119,7 +119,7 @@ def create_app(settings: Settings | None = None) -> RawRouter:
             prometheus_metrics,
             *query_api.handlers,
             *admin_handlers(admin_store),
-            *web_handlers(admin_store, ingest.enricher),
+            *web_handlers(admin_store, ingest.enricher, query_api.answer),
             *posthog_config_handlers(),
             *segment_settings_handlers(),
         ],

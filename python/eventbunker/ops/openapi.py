@@ -696,9 +696,15 @@ def _object(required: list[str], **properties: Schema | Reference) -> Schema:
     return Schema(type=OpenAPIType.OBJECT, required=required, properties=properties)
 
 
-_PROJECT = _object(["id", "name", "created_at"], id=_INTEGER, name=_STRING, created_at=_TIMESTAMP)
-_KEY = _object(["id", "kind", "project_id"], id=_INTEGER, kind=_STRING, project_id=_INTEGER)
 _NULLABLE_INTEGER = Schema(type=[OpenAPIType.INTEGER, OpenAPIType.NULL])
+_PROJECT = _object(
+    ["id", "name", "created_at", "retention_days"],
+    id=_INTEGER,
+    name=_STRING,
+    created_at=_TIMESTAMP,
+    retention_days=_NULLABLE_INTEGER,
+)
+_KEY = _object(["id", "kind", "project_id"], id=_INTEGER, kind=_STRING, project_id=_INTEGER)
 _ADMIN_ANSWERS: dict[tuple[str, str], tuple[str, Schema]] = {
     ("get", "/v1/projects"): (
         "200",

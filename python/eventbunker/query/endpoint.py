@@ -90,7 +90,7 @@ class QueryApi:
             summary="Run an analysis (query key)",
         )
         async def query(request: Request[Any, Any, Any]) -> Response[bytes]:
-            return await self._handle(request, "query", self._query)
+            return await self._handle(request, "query", self.answer)
 
         @post(
             "/v1/delete",
@@ -126,7 +126,10 @@ class QueryApi:
             orjson.dumps(answer), status_code=200, media_type=MediaType.JSON, headers=NO_STORE
         )
 
-    async def _query(self, body: Any, scope: Scope) -> dict[str, Any]:
+    async def answer(self, body: Any, scope: Scope) -> dict[str, Any]:
+        """The answer ``{"result": ...}`` to a query body, seen with ``scope``'s
+        rights; raises ``InvalidRequest`` or ``Refusal``. ``POST /v1/query`` and
+        the web app's Explore page both answer through this."""
         query = parse_query(body, self._clock())
         plan = planner.plan(query, scope)
         async with self._transaction(self._read_pool, self._query_timeout_ms) as cur:
