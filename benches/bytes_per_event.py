@@ -9,10 +9,13 @@ in one run:
 
 1. ``before``: the schema of every migration before ``--migration`` (0017),
    events imported, then ``VACUUM ANALYZE``;
-2. ``migrated``: that same data after applying ``--migration`` (what an
+2. ``migrated``: that same data after applying ``--migration`` and the
+   background compaction of closed chunks (storage/compaction.py: what an
    existing install gets);
-3. ``after``: the events table emptied and the same file imported again into
-   the migrated schema (what new events cost from now on).
+3. ``after, open chunks``: the events table emptied and the same file
+   imported again into the migrated schema, before any compaction (what a
+   chunk costs while it takes events);
+4. ``after``: the same once compacted (what every closed chunk costs).
 
 For each it prints the events hypertable's bytes per event: heap, TOAST and
 each index (summed over the chunks), from ``chunks_detailed_size`` and
@@ -26,6 +29,7 @@ properties (a cart of 60 items) to the file, so TOAST compression shows.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import random
 import subprocess
@@ -41,6 +45,7 @@ from import_copy import GEOIP_DB, ndjson_file
 
 from eventbunker.admin.projects import create_project
 from eventbunker.cluster import ManagedCluster
+from eventbunker.storage.compaction import compact_closed_chunks
 from eventbunker.storage.migrate import migrate
 
 MIGRATION = 17
@@ -149,6 +154,19 @@ def show(label: str, m: dict[str, Any], import_s: float | None) -> None:
     sys.stdout.flush()
 
 
+def compact(conninfo: str) -> float:
+    """Every closed chunk compacted, as the drainer does it in the background; seconds."""
+
+    async def run() -> None:
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            while await compact_closed_chunks(conn, max_chunks=100):
+                pass
+
+    started = time.perf_counter()
+    asyncio.run(run())
+    return time.perf_counter() - started
+
+
 def reset(conninfo: str) -> None:
     """Empty every table an import writes (dropping the chunks), keep the project."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -156,7 +174,7 @@ def reset(conninfo: str) -> None:
         tables = conn.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
             " AND (tablename LIKE 'rollups%%' OR tablename IN"
-            " ('write_counters', 'imports', 'event_ids', 'event_id_claims'))"
+            " ('write_counters', 'imports', 'event_ids', 'event_id_claims', 'chunk_compactions'))"
         ).fetchall()
         for (table,) in tables:
             conn.execute(f'TRUNCATE "{table}"')
@@ -196,12 +214,17 @@ def main() -> None:
             started = time.perf_counter()
             applied = migrate(conninfo)
             migrate_s = time.perf_counter() - started
+            compact_s = compact(conninfo)
             results["migrated"] = measure(conninfo)
-            show(f"migrated (migrations {applied}, {migrate_s:.1f} s)", results["migrated"], None)
+            label = f"migrated (migrations {applied}, {migrate_s:.1f} s; compaction {compact_s:.1f} s)"
+            show(label, results["migrated"], None)
             reset(conninfo)
             import_s = import_events(conninfo, key, path, geoip)
+            results["after_open_chunks"] = measure(conninfo)
+            show("after, open chunks (imported again)", results["after_open_chunks"], import_s)
+            compact_s = compact(conninfo)
             results["after"] = measure(conninfo)
-            show("after (imported again)", results["after"], import_s)
+            show(f"after (compacted in {compact_s:.1f} s)", results["after"], None)
         finally:
             cluster.stop()
     before, after = results["before"], results["after"]

@@ -22,6 +22,7 @@ import psycopg
 from eventbunker import _native
 from eventbunker._native import EVENT_COLUMNS
 from eventbunker.ingest.spool import Position
+from eventbunker.storage.compaction import compact_closed_chunks
 from eventbunker.storage.retention import enforce_retention
 from eventbunker.storage.rollups import update_rollups
 
@@ -134,6 +135,17 @@ class EventWriter:
 
     async def enforce_retention(self) -> int:
         return await enforce_retention(await self._connection())
+
+    async def compact_closed_chunks(self) -> list[str]:
+        """On a connection of its own: rebuilding indexes takes seconds, which
+        must not hold the drain (storage/compaction.py)."""
+        async with await psycopg.AsyncConnection.connect(
+            self._conninfo,
+            autocommit=True,
+            connect_timeout=5,
+            application_name=self._application_name + "-compaction",
+        ) as conn:
+            return await compact_closed_chunks(conn)
 
     async def close(self) -> None:
         if self._conn is not None:
