@@ -216,7 +216,7 @@ def main() -> None:
             migrate_s = time.perf_counter() - started
             compact_s = compact(conninfo)
             results["migrated"] = measure(conninfo)
-            label = f"migrated (migrations {applied}, {migrate_s:.1f} s; compaction {compact_s:.1f} s)"
+            label = f"migrated ({applied}, {migrate_s:.1f} s; compaction {compact_s:.1f} s)"
             show(label, results["migrated"], None)
             reset(conninfo)
             import_s = import_events(conninfo, key, path, geoip)
