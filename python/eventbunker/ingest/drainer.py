@@ -53,8 +53,6 @@ class Drainer:
         self._idempotency_window_s = idempotency_window_s
         self._position = Position(1, 0)
         self._task: asyncio.Task[None] | None = None
-        # Chunk compaction runs beside the drain, never in its way.
-        self._compaction: asyncio.Task[list[str]] | None = None
         self._stopping = False
         self.database_ok = True
         self.last_error = ""
@@ -81,11 +79,10 @@ class Drainer:
         while self._position < self._spool.durable and time.monotonic() < deadline:
             self._spool.durable_changed.set()
             await asyncio.sleep(0.02)
-        for task in (self._task, self._compaction):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         await self._writer.close()
         if self._position >= self._spool.durable:
             # Fully drained: the directory can go (its checkpoint row too).
@@ -106,7 +103,7 @@ class Drainer:
                 if time.monotonic() >= next_prune:
                     await self._writer.prune_event_ids(self._idempotency_window_s)
                     await self._writer.enforce_retention()
-                    self._start_compaction()
+                    self._writer.compact_in_background()
                     next_prune = time.monotonic() + PRUNE_IDS_EVERY_S
                 moved = await self._drain_own()
             except (psycopg.Error, OSError) as exc:
@@ -122,20 +119,6 @@ class Drainer:
                     await asyncio.wait_for(self._spool.durable_changed.wait(), ADOPT_EVERY_S)
                 # Let more requests join this batch: fewer, larger COPYs.
                 await asyncio.sleep(self._interval_s)
-
-    def _start_compaction(self) -> None:
-        if self._compaction is None or self._compaction.done():
-            self._compaction = asyncio.create_task(self._compact())
-
-    async def _compact(self) -> list[str]:
-        try:
-            done = await self._writer.compact_closed_chunks()
-        except (psycopg.Error, OSError) as exc:
-            log.warning("chunk compaction failed (retried later): %s", exc)
-            return []
-        if done:
-            log.info("compacted the indexes of %s", ", ".join(done))
-        return done
 
     def _database_failed(self, exc: BaseException) -> None:
         if self.database_ok:

@@ -103,7 +103,8 @@ class StreamWriter:
         await self._nc.flush(timeout=5)
 
     async def prune(self) -> None:
-        """Forget claims below the stream's first message (acknowledged, gone)."""
+        """Forget claims below the stream's first message (acknowledged, gone);
+        enforce retention and compact settled chunks, as the drainer does."""
         first_seq = (await backlog(self._nc, self._stream)).first_seq
         await self._events.store(
             _empty,
@@ -111,6 +112,8 @@ class StreamWriter:
             f" AND seq < {int(first_seq)}",
         )
         await self._events.prune_event_ids(self._settings.idempotency_window_hours * 3600)
+        await self._events.enforce_retention()
+        self._events.compact_in_background()
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Fetch, write, acknowledge, until ``stopping`` is set."""
