@@ -1,27 +1,23 @@
-"""Bytes per stored event, before and after the leaner-rows migration (issue 14).
+"""Bytes per stored event, before and after compaction (issue 14).
 
 Loads the realistic NDJSON events of ``benches/import_copy.py`` (browser page
 views with user agents, URLs, UTM tags and referrers, backend purchases with
 nested orders, API metrics; GeoIP test database as enrichment) through the
 real bulk import (``eventbunker import FILE --database-url``: the Rust
-per-line path and the import job's COPY), into its own TimescaleDB cluster,
-in one run:
+per-line path and the import job's COPY) into its own TimescaleDB cluster,
+then measures the events hypertable twice:
 
-1. ``before``: the schema of every migration before ``--migration`` (0017),
-   events imported, then ``VACUUM ANALYZE``;
-2. ``migrated``: that same data after applying ``--migration`` and the
-   background compaction of closed chunks (storage/compaction.py: what an
-   existing install gets);
-3. ``after, open chunks``: the events table emptied and the same file
-   imported again into the migrated schema, before any compaction (what a
-   chunk costs while it takes events);
-4. ``after``: the same once compacted (what every closed chunk costs).
+1. ``before``: as imported, which is what every chunk costs while it takes
+   events, and what every chunk cost before storage/compaction.py;
+2. ``after``: once every settled chunk is compacted (its indexes rebuilt full,
+   as the writers do in the background a day after a chunk's time range
+   ended; the events are historical, so every chunk has settled).
 
-For each it prints the events hypertable's bytes per event: heap, TOAST and
-each index (summed over the chunks), from ``chunks_detailed_size`` and
-``hypertable_index_size``, over ``count(*)``; the import's wall time; and one
-final JSON line. ``--large-properties N`` adds N events with ~6 KB of
-properties (a cart of 60 items) to the file, so TOAST compression shows.
+Each: bytes per event of the heap, TOAST and each index (summed over the
+chunks, from ``chunks_detailed_size`` and ``hypertable_index_size``, after
+``VACUUM ANALYZE``) over ``count(*)``; the import's and the compaction's
+wall time; then one JSON line. ``--large-properties N`` adds N events with
+~6 KB of properties (a cart of 60 items), to see TOAST at work.
 
     .venv/bin/python benches/bytes_per_event.py [--events 1000000] [--large-properties 0]
 """
@@ -47,8 +43,6 @@ from eventbunker.admin.projects import create_project
 from eventbunker.cluster import ManagedCluster
 from eventbunker.storage.compaction import compact_closed_chunks
 from eventbunker.storage.migrate import migrate
-
-MIGRATION = 17
 
 
 def with_large_properties(source: Path, count: int, seed: int) -> Path:
@@ -154,6 +148,17 @@ def show(label: str, m: dict[str, Any], import_s: float | None) -> None:
     sys.stdout.flush()
 
 
+def fingerprint(conninfo: str) -> list[tuple[Any, ...]]:
+    """Per event name: the count, the time range and the metric's sum, read
+    through the indexes (as queries read them)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SET enable_seqscan = off")
+        return conn.execute(
+            'SELECT event_name, count(*), min("timestamp"), max("timestamp"), sum(metric_value)'
+            " FROM events GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+
+
 def compact(conninfo: str) -> float:
     """Every closed chunk compacted, as the drainer does it in the background; seconds."""
 
@@ -167,19 +172,6 @@ def compact(conninfo: str) -> float:
     return time.perf_counter() - started
 
 
-def reset(conninfo: str) -> None:
-    """Empty every table an import writes (dropping the chunks), keep the project."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute("SELECT drop_chunks('events', newer_than => '-infinity'::timestamptz)")
-        tables = conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-            " AND (tablename LIKE 'rollups%%' OR tablename IN"
-            " ('write_counters', 'imports', 'event_ids', 'event_id_claims', 'chunk_compactions'))"
-        ).fetchall()
-        for (table,) in tables:
-            conn.execute(f'TRUNCATE "{table}"')
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -187,7 +179,6 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--large-properties", type=int, default=0, metavar="N")
-    parser.add_argument("--migration", type=int, default=MIGRATION, help="the one measured")
     parser.add_argument(
         "--cache-dir",
         type=Path,
@@ -205,26 +196,18 @@ def main() -> None:
         cluster.start()
         try:
             conninfo = cluster.conninfo
-            migrate(conninfo, up_to=args.migration - 1)
+            migrate(conninfo)
             with psycopg.connect(conninfo) as conn:
                 key = str(create_project(conn, "bytes-per-event")["keys"]["write"])
             import_s = import_events(conninfo, key, path, geoip)
             results["before"] = measure(conninfo)
-            show("before", results["before"], import_s)
-            started = time.perf_counter()
-            applied = migrate(conninfo)
-            migrate_s = time.perf_counter() - started
-            compact_s = compact(conninfo)
-            results["migrated"] = measure(conninfo)
-            label = f"migrated ({applied}, {migrate_s:.1f} s; compaction {compact_s:.1f} s)"
-            show(label, results["migrated"], None)
-            reset(conninfo)
-            import_s = import_events(conninfo, key, path, geoip)
-            results["after_open_chunks"] = measure(conninfo)
-            show("after, open chunks (imported again)", results["after_open_chunks"], import_s)
+            show("before (as imported)", results["before"], import_s)
+            answers = fingerprint(conninfo)
             compact_s = compact(conninfo)
             results["after"] = measure(conninfo)
-            show(f"after (compacted in {compact_s:.1f} s)", results["after"], None)
+            show(f"after (every chunk compacted, in {compact_s:.1f} s)", results["after"], None)
+            if fingerprint(conninfo) != answers:
+                raise SystemExit("FAIL: the events read differently after compaction")
         finally:
             cluster.stop()
     before, after = results["before"], results["after"]

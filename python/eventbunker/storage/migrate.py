@@ -33,10 +33,8 @@ def available_migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-def migrate(conninfo: str, up_to: int | None = None) -> list[int]:
-    """Apply the pending migrations (those numbered at most ``up_to``, when
-    given: benchmarks measure a schema before a migration); return the
-    versions applied now."""
+def migrate(conninfo: str) -> list[int]:
+    """Apply the pending migrations; return the versions applied now."""
     applied_now: list[int] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
@@ -49,7 +47,7 @@ def migrate(conninfo: str, up_to: int | None = None) -> list[int]:
         try:
             done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
             for migration in available_migrations():
-                if migration.version in done or (up_to is not None and migration.version > up_to):
+                if migration.version in done:
                     continue
                 with conn.transaction():
                     conn.execute(migration.sql.encode())
