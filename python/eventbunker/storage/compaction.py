@@ -7,7 +7,7 @@ leaves two half-full pages. Measured at 1M imported events
 (benches/bytes_per_event.py): the three indexes took 151.4 of the 557.9 bytes
 per event, 84.2 once rebuilt (events_project_event_time 84.8 → 43.6,
 events_project_time 44.5 → 29.0, events_project_metric_time 22.2 → 11.6):
-490.6 bytes per event, 12 % less, and index scans read half the pages.
+490.6 bytes per event, 12 % less.
 PostgreSQL has no online compaction for that but a rebuild:
 once a chunk's time range has ended a day ago (late events are rare by then),
 its indexes are set to fillfactor 100 (nothing more is expected in them) and
