@@ -16,6 +16,7 @@ from eventbunker.admin.usage import MAX_DAYS, parse_range
 from eventbunker.ingest.auth import LAST_USED_INTERVAL_S, ApiKey, KeyCache
 from eventbunker.ingest.enrichment import proxy_list
 from eventbunker.web.chart import daily_chart, nice_ceiling, short_number
+from eventbunker.web.explore import Choices, presented, query_body
 
 
 def test_nice_ceiling_and_short_numbers() -> None:
@@ -129,3 +130,68 @@ def test_key_last_used_is_written_at_most_once_a_minute(
         await cache.stop()
 
     asyncio.run(scenario())
+
+
+def test_explore_choices_make_the_query_body() -> None:
+    default = Choices.from_params({}, "event:signup")
+    assert query_body(default) == {
+        "analysis": "count",
+        "event_name": "signup",
+        "timeframe": "this_7_days",
+        "interval": "daily",
+        "timezone": "UTC",
+    }
+    metric = Choices.from_params(
+        {
+            "selection": "metric:load_ms",
+            "analysis": "percentile",
+            "percentile": "99",
+            "interval": "none",
+            "group_by": " geo_country ",
+        }
+    )
+    assert query_body(metric) == {
+        "analysis": "percentile",
+        "metric_name": "load_ms",
+        "target_property": "metric_value",
+        "percentile": 99.0,
+        "timeframe": "this_7_days",
+        "timezone": "UTC",
+        "group_by": ["geo_country"],
+    }
+    # An unusable percentile is passed on, for the query API to refuse with its field.
+    odd = Choices.from_params({"analysis": "percentile", "percentile": "lots"})
+    assert query_body(odd)["percentile"] == "lots"
+
+
+def test_explore_charts_and_tables() -> None:
+    buckets = [
+        {"timeframe": {"start": f"2024-01-0{d}T00:00:00+00:00", "end": "…"}, "value": v}
+        for d, v in [(1, 3), (2, 0), (3, 7)]
+    ]
+    daily = presented({"analysis": "count", "interval": "daily"}, buckets)
+    assert [b["value"] for b in daily["chart"]["bars"]] == [3, 0, 7]
+    assert daily["chart"]["labels"][-1]["text"] == "Jan 3"
+    assert daily["table"]["rows"][0] == ["2024-01-01T00:00:00+00:00", 3]
+    groups = [{"geo_country": "US", "result": 2.5}, {"geo_country": None, "result": 1}]
+    grouped = presented({"analysis": "avg", "group_by": ["geo_country"]}, groups)
+    assert [b["name"] for b in grouped["chart"]["bars"]] == ["US", "(none)"]
+    assert grouped["table"] == {
+        "columns": ["geo_country", "result"],
+        "rows": [["US", 2.5], [None, 1]],
+    }
+    both = [
+        {"timeframe": {"start": "2024-01-01T00:00:00+00:00", "end": "…"}, "value": groups},
+    ]
+    summed = presented(
+        {"analysis": "count", "interval": "daily", "group_by": ["geo_country"]}, both
+    )
+    assert [b["value"] for b in summed["chart"]["bars"]] == [3.5]
+    assert len(summed["table"]["rows"]) == 2
+    # Averages of groups do not add up: table only. One number: no chart.
+    assert (
+        presented({"analysis": "avg", "interval": "daily", "group_by": ["x"]}, both)["chart"]
+        is None
+    )
+    single = presented({"analysis": "count"}, 42)
+    assert single["chart"] is None and single["table"] == {"columns": ["result"], "rows": [[42]]}

@@ -253,6 +253,15 @@ ENDPOINTS = [
     Endpoint("GET usage", _admin("GET", "/v1/usage?project_id={p}"), ADMIN_OWN),
     Endpoint("web project page", _web("/projects/{p}"), ADMIN_OWN, (303,)),  # to /login
     Endpoint("web live events", _web("/projects/{p}/live"), ADMIN_OWN, (401,)),
+    Endpoint(
+        "web explore result",
+        _web(
+            "/projects/{p}/explore/result?analysis=count&timeframe=this_90_days"
+            "&interval=none&group_by=event_name"
+        ),
+        ADMIN_OWN,
+        (401,),
+    ),
     Endpoint("DELETE project", _admin("DELETE", "/v1/projects/{spare}"), ADMIN_OWN),
 ]
 
@@ -273,7 +282,7 @@ def test_no_key_crosses_a_project_or_a_customer(
                 wrong.append((endpoint.name, kind, want, got, response.text[:200]))
     assert not wrong, "\n".join(map(str, wrong))
     cells = len(ENDPOINTS) * len(KINDS)
-    assert cells == 231
+    assert cells == 242
 
     # Reads: each query key sees its own project, the customer's only c1's.
     counts = {k: answers["POST /v1/query count", k].json()["result"] for k in WRITERS_QUERY}
@@ -297,6 +306,8 @@ def test_no_key_crosses_a_project_or_a_customer(
         assert {(r["event_name"], r["customer_identifier"]) for r in rows} == visible, kind
     live = answers["web live events", "admin"].json()["events"]
     assert live and {e["event_name"] for e in live} <= {n for n, _ in mine}
+    explored = answers["web explore result", "admin"].json()["result"]
+    assert explored and {g["event_name"] for g in explored} <= {n for n, _ in mine}
     progress = answers["GET import imp-c1", "customer_write"].json()
     assert progress["import_id"] == "imp-c1"
 

@@ -86,6 +86,9 @@ def test_retention_is_set_through_the_admin_api(
     assert r.status_code == 200 and r.json()["retention_days"] == 30, r.text
     row = db.execute("SELECT retention_days FROM projects WHERE id = %s", (pid,)).fetchone()
     assert row == (30,)
+    assert client.get(f"/v1/projects/{pid}", headers=headers).json()["retention_days"] == 30
+    listed = client.get("/v1/projects", headers=headers).json()["projects"]
+    assert [p["retention_days"] for p in listed if p["id"] == pid] == [30]
     for bad in (0, -1, "30", True, 1.5):
         r = client.put(
             f"/v1/projects/{pid}/retention", json={"retention_days": bad}, headers=headers
@@ -93,3 +96,4 @@ def test_retention_is_set_through_the_admin_api(
         assert r.status_code == 400, (bad, r.text)
     r = client.put(f"/v1/projects/{pid}/retention", json={"retention_days": None}, headers=headers)
     assert r.status_code == 200 and r.json()["retention_days"] is None
+    assert client.get(f"/v1/projects/{pid}", headers=headers).json()["retention_days"] is None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import psycopg
 import pytest
 from test_admin_api import wait_stored
@@ -466,3 +467,194 @@ def test_browser_sign_in_create_project_and_key_then_watch_events(
     page.wait_for_url(web_server.url + "/login")
     context.close()
     assert errors == []
+
+
+def run_query(url: str, key: str, body: dict[str, Any]) -> Any:
+    """The same query through the public API, with a real query key."""
+    answer = httpx.post(url + "/v1/query", json=body, headers={"X-Api-Key": key}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["result"]
+
+
+def shown_table(page: Any) -> list[list[str]]:
+    return [
+        [cell.strip() for cell in row]
+        for row in page.eval_on_selector_all(
+            "#explore-table tbody tr",
+            "rows => rows.map(r => Array.from(r.cells).map(c => c.textContent))",
+        )
+    ]
+
+
+def test_browser_explore_page_charts_and_tables_the_query_api(
+    browser: Any, web_server: Server, db: psycopg.Connection[Any]
+) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    account = create_account(db, "Explorers")
+    project = create_project_in_account(db, account["id"], "Explored")
+    pid, keys = project["id"], project["keys"]
+    now = datetime.now(UTC).replace(microsecond=0)
+    events: list[dict[str, Any]] = [
+        {"event_name": "signup", "ip": ip, "plan": plan, "timestamp": now.isoformat()}
+        for ip, plan in [("81.2.69.142", "pro")] * 3 + [("216.160.83.56", "free")] * 2
+    ]
+    events += [
+        {"event_name": "api_request", "metric_name": "latency_ms", "metric_value": v}
+        for v in (10, 20, 60)
+    ]
+    sent = httpx.post(
+        web_server.url + "/v1/events", json=events, headers={"X-Api-Key": keys["write"]}
+    )
+    assert sent.status_code == 202, sent.text
+    wait_stored(db, pid, len(events))
+    key_rows = db.execute("SELECT count(*) FROM api_keys WHERE project_id = %s", (pid,)).fetchone()
+
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(web_server.url + "/login")
+    page.fill("#admin_key", account["admin_key"])
+    page.click("button:has-text('Sign in')")
+    page.wait_for_url(web_server.url + "/")
+
+    # From the project page; the names come from the project's own events.
+    page.goto(f"{web_server.url}/projects/{pid}")
+    page.click("#explore-link")
+    page.wait_for_url(f"{web_server.url}/projects/{pid}/explore")
+    options = page.eval_on_selector_all("#selection option", "os => os.map(o => o.value)")
+    assert options == ["event:api_request", "event:signup", "metric:latency_ms"]
+
+    # Signups per hour over 24 hours: the chart's bars and the table are the API's answer.
+    page.select_option("#selection", "event:signup")
+    page.wait_for_url("**selection=event%3Asignup**")
+    page.select_option("#timeframe", "this_24_hours")
+    page.wait_for_url("**timeframe=this_24_hours**")
+    page.select_option("#interval", "hourly")
+    page.wait_for_url("**interval=hourly**")
+    shown = orjson.loads(page.locator("#query-json").inner_text())
+    assert shown == {
+        "analysis": "count",
+        "event_name": "signup",
+        "timeframe": "this_24_hours",
+        "interval": "hourly",
+        "timezone": "UTC",
+    }
+    page.wait_for_function("() => document.querySelectorAll('#explore-table tbody tr').length > 0")
+    expected = run_query(web_server.url, keys["query"], shown)
+    assert len(expected) in (24, 25) and sum(b["value"] for b in expected) == 5
+    table = shown_table(page)
+    assert [(r[0], int(r[1])) for r in table] == [
+        (b["timeframe"]["start"], b["value"]) for b in expected
+    ]
+    assert page.locator("#explore-chart rect.bar").count() == len(expected)
+    titles = page.eval_on_selector_all(
+        "#explore-chart rect.bar title", "ts => ts.map(t => t.textContent)"
+    )
+    assert titles == [
+        f"{datetime.fromisoformat(b['timeframe']['start']).isoformat()}: {b['value']}"
+        for b in expected
+    ]
+
+    # Live: events sent meanwhile appear without a reload.
+    more = [{"event_name": "signup", "ip": "81.2.69.142", "plan": "pro"}] * 2
+    sent = httpx.post(
+        web_server.url + "/v1/events", json=more, headers={"X-Api-Key": keys["write"]}
+    )
+    assert sent.status_code == 202, sent.text
+    page.wait_for_function(
+        "() => Array.from(document.querySelectorAll('#explore-table tbody tr'))"
+        ".reduce((n, r) => n + Number(r.cells[1].textContent), 0) === 7",
+        timeout=20_000,
+    )
+    page.screenshot(path=str(ARTIFACTS / "web-explore.png"), full_page=True)
+
+    # Grouped by a column, no interval: one bar and one row per country.
+    page.fill("#group_by", "geo_country")
+    page.select_option("#interval", "none")
+    page.wait_for_url("**group_by=geo_country**")
+    body = orjson.loads(page.locator("#query-json").inner_text())
+    assert body["group_by"] == ["geo_country"] and "interval" not in body
+    expected = run_query(web_server.url, keys["query"], body)
+    page.wait_for_function("() => document.querySelectorAll('#explore-chart rect.bar').length > 0")
+    rows = shown_table(page)
+    assert sorted((r[0], int(r[1])) for r in rows) == sorted(
+        (str(g["geo_country"]), g["result"]) for g in expected
+    )
+    assert sum(g["result"] for g in expected) == 7 and len(expected) == 2
+    assert page.locator("#explore-chart rect.bar").count() == 2
+
+    # A metric's average: one number, the API's.
+    page.goto(
+        f"{web_server.url}/projects/{pid}/explore?selection=metric:latency_ms&analysis=avg"
+        "&timeframe=this_24_hours&interval=none"
+    )
+    body = orjson.loads(page.locator("#query-json").inner_text())
+    assert body["metric_name"] == "latency_ms" and body["target_property"] == "metric_value"
+    assert run_query(web_server.url, keys["query"], body) == 30
+    page.wait_for_function("() => document.getElementById('explore-number').textContent === '30'")
+
+    # A query the API refuses shows the API's own message (its 400 is the one console error).
+    assert errors == []
+    page.goto(
+        f"{web_server.url}/projects/{pid}/explore?selection=event:signup&analysis=sum"
+        "&timeframe=this_24_hours"
+    )
+    page.wait_for_selector("#explore-error:not([hidden])")
+    assert "target_property" in page.locator("#explore-error").inner_text()
+
+    # No key ever reaches the browser, and none was made for the page.
+    assert not any(secret in page.content() for secret in keys.values())
+    assert "ebq_" not in page.content()
+    assert (
+        db.execute("SELECT count(*) FROM api_keys WHERE project_id = %s", (pid,)).fetchone()
+        == key_rows
+    )
+    context.close()
+    assert errors and all("status of 400" in e for e in errors), errors
+
+    # The answers are the session's account's only.
+    other = create_account(db, "Not explorers")
+    with httpx.Client(base_url=web_server.url, timeout=10) as http:
+        result_url = f"/projects/{pid}/explore/result?selection=event:signup"
+        assert http.get(result_url).status_code == 401
+        sign_in(http, other["admin_key"])
+        assert http.get(result_url).status_code == 404
+        assert http.get(f"/projects/{pid}/explore").status_code == 404
+
+
+def test_browser_sets_retention(
+    browser: Any, web_server: Server, db: psycopg.Connection[Any]
+) -> None:
+    account = create_account(db, "Retainers")
+    project = create_project_in_account(db, account["id"], "Kept")
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(web_server.url + "/login")
+    page.fill("#admin_key", account["admin_key"])
+    page.click("button:has-text('Sign in')")
+    page.wait_for_url(web_server.url + "/")
+    page.goto(f"{web_server.url}/projects/{project['id']}")
+    assert "kept forever" in page.locator("#retention").inner_text()
+
+    def retention() -> Any:
+        row = db.execute("SELECT retention_days FROM projects WHERE id = %s", (project["id"],))
+        return row.fetchone()
+
+    page.fill("#retention-days", "30")
+    page.click("#retention button:has-text('Save')")
+    page.wait_for_selector("#retention:has-text('kept 30 days')")
+    assert retention() == (30,)
+    page.fill("#retention-days", "0")
+    page.click("#retention button:has-text('Save')")
+    page.wait_for_selector(".alert.error:has-text('retention_days')")
+    assert retention() == (30,)
+    page.goto(f"{web_server.url}/projects/{project['id']}")
+    page.fill("#retention-days", "forever")
+    page.click("#retention button:has-text('Save')")
+    page.wait_for_selector("#retention:has-text('kept forever')")
+    assert retention() == (None,)
+    context.close()

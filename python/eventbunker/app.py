@@ -129,7 +129,7 @@ def create_app(settings: Settings | None = None) -> RawRouter:
             query_api.router,
             admin_router(admin_store),
             imports.progress_router(),
-            *web_handlers(admin_store, ingest.enricher, web_reads),
+            *web_handlers(admin_store, ingest.enricher, query_api.answer, web_reads),
             *posthog_config_handlers(),
             *segment_settings_handlers(),
         ],

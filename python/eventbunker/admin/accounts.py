@@ -129,12 +129,21 @@ def authenticate_admin(conn: psycopg.Connection[Any], secret: str) -> AdminKey |
 # --- Projects of one account -------------------------------------------------
 
 
-# The columns ``_project_row`` reads, in its order.
-_PROJECT_COLUMNS = "id, name, created_at, rate_limit_events_per_second, rate_limit_burst"
+# What a project row is shown with: _project_row reads these, in this order.
+_PROJECT_COLUMNS = (
+    "p.id, p.name, p.created_at, p.retention_days,"
+    " p.rate_limit_events_per_second, p.rate_limit_burst"
+)
 
 
 def _project_row(row: tuple[Any, ...]) -> dict[str, Any]:
-    return {"id": int(row[0]), "name": row[1], "created_at": row[2], **_rate_limit(row[3:5])}
+    return {
+        "id": int(row[0]),
+        "name": row[1],
+        "created_at": row[2],
+        "retention_days": row[3],
+        **_rate_limit(row[4:6]),
+    }
 
 
 def _rate_limit(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -144,24 +153,24 @@ def _rate_limit(row: tuple[Any, ...]) -> dict[str, Any]:
 def list_projects(conn: psycopg.Connection[Any], account_id: int) -> list[dict[str, Any]]:
     """The account's projects with their billed writes today and this month (UTC)."""
     rows = conn.execute(
-        "SELECT p.id, p.name, p.created_at, p.rate_limit_events_per_second, p.rate_limit_burst,"
+        f"SELECT {_PROJECT_COLUMNS},"
         " coalesce(sum(w.events) FILTER (WHERE w.day = t.today), 0),"
         " coalesce(sum(w.events), 0)"
         " FROM projects p"
         " CROSS JOIN (SELECT (now() AT TIME ZONE 'UTC')::date AS today) t"
         " LEFT JOIN write_counters w ON w.project_id = p.id"
         "  AND w.day >= date_trunc('month', t.today)::date AND w.day <= t.today"
-        " WHERE p.account_id = %s GROUP BY p.id, p.name, p.created_at ORDER BY p.id",
+        " WHERE p.account_id = %s GROUP BY p.id ORDER BY p.id",
         (account_id,),
     ).fetchall()
     return [
-        {**_project_row(r), "billed_today": int(r[5]), "billed_this_month": int(r[6])} for r in rows
+        {**_project_row(r), "billed_today": int(r[6]), "billed_this_month": int(r[7])} for r in rows
     ]
 
 
 def get_project(conn: psycopg.Connection[Any], account_id: int, project_id: int) -> dict[str, Any]:
     row = conn.execute(
-        f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = %s AND account_id = %s",
+        f"SELECT {_PROJECT_COLUMNS} FROM projects p WHERE id = %s AND account_id = %s",
         (project_id, account_id),
     ).fetchone()
     if row is None:
@@ -182,7 +191,7 @@ def rename_project(
 ) -> dict[str, Any]:
     name = check_name(name, "project")
     row = conn.execute(
-        "UPDATE projects SET name = %s WHERE id = %s AND account_id = %s"
+        "UPDATE projects p SET name = %s WHERE id = %s AND account_id = %s"
         f" RETURNING {_PROJECT_COLUMNS}",
         (name, project_id, account_id),
     ).fetchone()

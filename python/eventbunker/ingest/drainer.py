@@ -103,6 +103,7 @@ class Drainer:
                 if time.monotonic() >= next_prune:
                     await self._writer.prune_event_ids(self._idempotency_window_s)
                     await self._writer.enforce_retention()
+                    self._writer.compact_in_background()
                     next_prune = time.monotonic() + PRUNE_IDS_EVERY_S
                 moved = await self._drain_own()
             except (psycopg.Error, OSError) as exc:

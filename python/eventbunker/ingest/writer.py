@@ -10,7 +10,9 @@ counted exactly once, or not at all.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -22,8 +24,11 @@ import psycopg
 from eventbunker import _native
 from eventbunker._native import EVENT_COLUMNS
 from eventbunker.ingest.spool import Position
+from eventbunker.storage.compaction import compact_closed_chunks
 from eventbunker.storage.retention import enforce_retention
 from eventbunker.storage.rollups import update_rollups
+
+log = logging.getLogger(__name__)
 
 # Built once from our own column list (no user input reaches this text).
 COPY_EVENTS = (
@@ -71,6 +76,8 @@ class EventWriter:
         self._shard = shard
         self._application_name = application_name
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        # Chunk compaction runs beside the writes, never in their way.
+        self._compaction: asyncio.Task[list[str]] | None = None
 
     async def write_batch(
         self, spool_id: str, batch: _native.SpoolBatch, position: Position
@@ -142,7 +149,41 @@ class EventWriter:
     async def enforce_retention(self) -> int:
         return await enforce_retention(await self._connection())
 
+    def compact_in_background(self) -> None:
+        """Start compacting settled chunks (storage/compaction.py) unless that is
+        still running: on a connection of its own, as a task, because rebuilding
+        indexes takes seconds that must not hold the writes."""
+        if self._compaction is None or self._compaction.done():
+            self._compaction = asyncio.create_task(self._compact())
+
+    async def _compact(self) -> list[str]:
+        try:
+            done = await self._compact_on_own_connection()
+        except (psycopg.Error, OSError) as exc:
+            log.warning("chunk compaction failed (retried later): %s", exc)
+            return []
+        if done:
+            log.info("compacted the indexes of %s", ", ".join(done))
+        return done
+
+    async def _compact_on_own_connection(self) -> list[str]:
+        async with await psycopg.AsyncConnection.connect(
+            self._conninfo,
+            autocommit=True,
+            connect_timeout=5,
+            application_name=self._application_name + "-compaction",
+            # Never queue for long behind DDL or old transactions: retried in 10 min.
+            options="-c lock_timeout=10s",
+        ) as conn:
+            return await compact_closed_chunks(conn)
+
     async def close(self) -> None:
+        if self._compaction is not None:
+            # An interrupted rebuild leaves invalid copies, dropped by the next one.
+            self._compaction.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._compaction
+            self._compaction = None
         if self._conn is not None:
             with contextlib.suppress(psycopg.Error):
                 await self._conn.close()

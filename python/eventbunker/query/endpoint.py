@@ -130,13 +130,8 @@ class QueryApi:
         )
         async def query(data: QueryBody, key: ApiKey) -> QueryAnswer:
             with _invalid_query():
-                plan = planner.plan(
-                    parse_query(data, self._clock()), _scope(key), rollups=self._rollups
-                )
-            async with self._transaction(self._read_pool, self._query_timeout_ms) as cur:
-                await cur.execute(plan.statement, plan.params)
-                rows = await cur.fetchall()
-            return QueryAnswer(result=plan.shape(rows))
+                answered = await self.answer(data, _scope(key))
+            return QueryAnswer(result=answered["result"])
 
         @post(
             "/v1/delete",
@@ -162,6 +157,21 @@ class QueryApi:
             response_headers=[ResponseHeader(name="Cache-Control", value="no-store")],
             exception_handlers=exception_handlers(ErrorCode.INVALID_QUERY, NO_STORE),
         )
+
+        async def query(data: QueryBody, key: ApiKey) -> QueryAnswer:
+            with _invalid_query():
+                answered = await self.answer(data, _scope(key))
+            return QueryAnswer(result=answered["result"])
+
+    async def answer(self, body: QueryBody | dict[str, Any], scope: Scope) -> dict[str, Any]:
+        """The answer ``{"result": ...}`` to a query body, seen with ``scope``'s
+        rights; raises ``InvalidRequest`` or ``Refusal``. ``POST /v1/query`` and
+        the web app's Explore page both answer through this."""
+        plan = planner.plan(parse_query(body, self._clock()), scope, rollups=self._rollups)
+        async with self._transaction(self._read_pool, self._query_timeout_ms) as cur:
+            await cur.execute(plan.statement, plan.params)
+            rows = await cur.fetchall()
+        return {"result": plan.shape(rows)}
 
     @contextlib.asynccontextmanager
     async def _transaction(

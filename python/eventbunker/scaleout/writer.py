@@ -123,7 +123,8 @@ class StreamWriter:
         await self._nc.flush(timeout=5)
 
     async def prune(self) -> None:
-        """Forget claims below the stream's first message (acknowledged, gone)."""
+        """Forget claims below the stream's first message (acknowledged, gone);
+        enforce retention and compact settled chunks, as the drainer does."""
         first_seq = (await backlog(self._nc, self._stream)).first_seq
         await self._events.store(
             _empty,
@@ -131,6 +132,8 @@ class StreamWriter:
             f" AND seq < {int(first_seq)}",
         )
         await self._events.prune_event_ids(self._settings.idempotency_window_hours * 3600)
+        await self._events.enforce_retention()
+        self._events.compact_in_background()
 
     async def unstall(self, stall_s: float = STALL_S) -> bool:
         """If the stream's oldest message waits longer than ``stall_s``, ask the

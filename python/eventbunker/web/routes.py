@@ -17,13 +17,16 @@ operational routes, and no app-wide middleware is added):
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
+import orjson
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from litestar import MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException
@@ -39,8 +42,10 @@ from eventbunker.admin.accounts import AdminKey, AdminKeyStatus, NotFound
 from eventbunker.admin.keys import KEY_KINDS
 from eventbunker.admin.projects import AdminError
 from eventbunker.admin.store import AdminStore, StorageUnavailable
-from eventbunker.errors import ErrorCode, error_document
-from eventbunker.web import sessions
+from eventbunker.errors import ErrorCode, Refusal, error_document
+from eventbunker.query.builder import Scope
+from eventbunker.query.request import InvalidRequest
+from eventbunker.web import explore, sessions
 from eventbunker.web.chart import daily_chart
 from eventbunker.web.sessions import Session
 
@@ -51,6 +56,11 @@ LOGIN_COOKIE_MAX_AGE_S = 3600
 CSRF_FIELD = "csrf_token"
 CHART_DAYS = 30
 LATEST_EVENTS = 20
+NO_STORE = {"Cache-Control": "no-store"}
+
+# The query layer's entry point (QueryApi.answer): a body and a scope in,
+# {"result": ...} out, InvalidRequest or Refusal raised.
+Answer = Callable[[Any, Scope], Awaitable[dict[str, Any]]]
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -122,13 +132,18 @@ def error_page(status: int, title: str, message: str, session: Session | None = 
 
 class WebApp:
     def __init__(
-        self, store: AdminStore, proxies: _native.Enricher, reads: AdminStore | None = None
+        self,
+        store: AdminStore,
+        proxies: _native.Enricher,
+        answer: Answer,
+        reads: AdminStore | None = None,
     ) -> None:
         self._store = store
         # Events and usage may come from a streaming replica (--query-database-url);
         # accounts, keys and sessions stay on the primary, which they are written to.
         self._reads = reads or store
         self._proxies = proxies  # whose X-Forwarded-Proto/-Host is believed
+        self._answer = answer
 
     def is_https(self, request: Request[Any, Any, Any]) -> bool:
         if request.url.scheme == "https":
@@ -286,11 +301,7 @@ class WebApp:
         async def live(request: Request[Any, Any, Any], project_id: int) -> Response[Any]:
             session = request.state.web_session
             if session is None:
-                return Response(
-                    error_document(ErrorCode.SIGNED_OUT, ErrorCode.SIGNED_OUT.default_message),
-                    status_code=401,
-                    headers={"Cache-Control": "no-store"},
-                )
+                return _signed_out()
             events = await reads.run(
                 accounts.latest_events, session.account_id, project_id, LATEST_EVENTS
             )
@@ -301,8 +312,70 @@ class WebApp:
                     "at_ms": time.time_ns() // 1_000_000,
                     "events": [_event_json(e) for e in events],
                 },
-                headers={"Cache-Control": "no-store"},
+                headers=NO_STORE,
             )
+
+        @get("/projects/{project_id:int}/explore", **common)
+        async def explore_page(request: Request[Any, Any, Any], project_id: int) -> Template:
+            session = signed_in(request)
+            names = await store.run(explore.names, session.account_id, project_id)
+            project = await store.run(accounts.get_project, session.account_id, project_id)
+            choices = explore.Choices.from_params(request.query_params, names[0] if names else "")
+            context = {
+                "project": project,
+                "names": names,
+                "choices": choices,
+                # Exactly these choices (defaults included), so the answer is the shown query's.
+                "result_url": f"/projects/{project_id}/explore/result?"
+                + urlencode(dataclasses.asdict(choices)),
+                "query_json": orjson.dumps(
+                    explore.query_body(choices), option=orjson.OPT_INDENT_2
+                ).decode(),
+                "analyses": explore.ANALYSES,
+                "timeframes": explore.TIMEFRAMES,
+                "intervals": explore.INTERVALS,
+                "group_by_suggestions": explore.GROUP_BY_SUGGESTIONS,
+            }
+            return page("explore.html", context, session=session)
+
+        @get("/projects/{project_id:int}/explore/result", media_type=MediaType.JSON, **common)
+        async def explore_result(request: Request[Any, Any, Any], project_id: int) -> Response[Any]:
+            session = request.state.web_session
+            if session is None:
+                return _signed_out()
+            try:
+                await store.run(accounts.get_project, session.account_id, project_id)
+            except NotFound as exc:
+                return Refusal(ErrorCode.NOT_FOUND, str(exc)).response(NO_STORE)
+            body = explore.query_body(explore.Choices.from_params(request.query_params))
+            try:
+                # The rights of the project's unscoped query key; no key leaves the server.
+                answer = await app._answer(body, Scope(project_id, None))
+            except Refusal as refusal:
+                return refusal.response(NO_STORE)
+            except InvalidRequest as exc:
+                invalid = Refusal(ErrorCode.INVALID_QUERY, str(exc), exc.details())
+                return invalid.response(NO_STORE)
+            return Response(
+                orjson.dumps(explore.presented(body, answer["result"])),
+                media_type=MediaType.JSON,
+                headers=NO_STORE,
+            )
+
+        @post("/projects/{project_id:int}/retention", **common)
+        async def set_retention(request: Request[Any, Any, Any], project_id: int) -> Response[Any]:
+            session = signed_in(request)
+            text = (await form(request)).get("retention_days", "").strip()
+            days: object = None if text in ("", "forever") else text
+            if isinstance(days, str) and days.isdecimal():
+                days = int(days)
+            try:
+                await store.run(accounts.set_retention, session.account_id, project_id, days)
+            except NotFound:
+                raise
+            except AdminError as exc:
+                return await app._project_page(session, project_id, error=str(exc), status=400)
+            return Redirect(f"/projects/{project_id}#retention", status_code=303)
 
         @post("/projects/{project_id:int}/keys", **common)
         async def create_key(request: Request[Any, Any, Any], project_id: int) -> Template:
@@ -366,6 +439,9 @@ class WebApp:
             create_project,
             project,
             live,
+            explore_page,
+            explore_result,
+            set_retention,
             create_key,
             revoke_key,
             rename_project,
@@ -447,6 +523,14 @@ def _event_json(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _signed_out() -> Response[Any]:
+    return Response(
+        error_document(ErrorCode.SIGNED_OUT, ErrorCode.SIGNED_OUT.default_message),
+        status_code=401,
+        headers=NO_STORE,
+    )
+
+
 def _session_of(request: Request[Any, Any, Any]) -> Session | None:
     return getattr(request.state, "web_session", None)
 
@@ -473,11 +557,16 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
 
 
 def web_handlers(
-    store: AdminStore, proxies: _native.Enricher, reads: AdminStore | None = None
+    store: AdminStore,
+    proxies: _native.Enricher,
+    answer: Answer,
+    reads: AdminStore | None = None,
 ) -> list[Any]:
-    """The web app's router and its static files (``/static``, public, cacheable)."""
+    """The web app's router and its static files (``/static``, public, cacheable);
+    ``answer`` runs the Explore page's queries (``QueryApi.answer``); ``reads``:
+    where events and usage are read (a streaming replica), else ``store``."""
     return [
-        *WebApp(store, proxies, reads).handlers(),
+        *WebApp(store, proxies, answer, reads).handlers(),
         create_static_files_router(
             path="/static", directories=[HERE / "static"], include_in_schema=False
         ),
