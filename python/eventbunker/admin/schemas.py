@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from msgspec import Meta
 
-from eventbunker.admin.accounts import MAX_RETENTION_DAYS
+from eventbunker.admin.accounts import MAX_RATE_LIMIT, MAX_RETENTION_DAYS
 from eventbunker.admin.keys import KeyKind
 
 _Answer = TypeVar("_Answer", bound=msgspec.Struct)
@@ -46,6 +46,13 @@ class Retention(msgspec.Struct):
     retention_days: Annotated[int, Meta(ge=1, le=MAX_RETENTION_DAYS)] | None
 
 
+class RateLimit(msgspec.Struct, forbid_unknown_fields=True):
+    """A project's own rate limit for its write keys and customers (null: the server's)."""
+
+    events_per_second: Annotated[float, Meta(gt=0, le=MAX_RATE_LIMIT)] | None = None
+    burst: Annotated[int, Meta(ge=1, le=MAX_RATE_LIMIT)] | None = None
+
+
 # --- Answers ----------------------------------------------------------------
 
 
@@ -53,6 +60,8 @@ class Project(msgspec.Struct):
     id: int
     name: str
     created_at: datetime
+    retention_days: Annotated[int | None, Meta(description="null: kept forever")]
+    rate_limit: RateLimit
 
 
 class ProjectSummary(Project):
@@ -77,6 +86,11 @@ class CreatedProject(Project):
 class ProjectRetention(msgspec.Struct):
     id: int
     retention_days: int | None
+
+
+class ProjectRateLimit(msgspec.Struct):
+    id: int
+    rate_limit: RateLimit
 
 
 class DeletedProject(msgspec.Struct):

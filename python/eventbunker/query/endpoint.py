@@ -158,11 +158,6 @@ class QueryApi:
             exception_handlers=exception_handlers(ErrorCode.INVALID_QUERY, NO_STORE),
         )
 
-        async def query(data: QueryBody, key: ApiKey) -> QueryAnswer:
-            with _invalid_query():
-                answered = await self.answer(data, _scope(key))
-            return QueryAnswer(result=answered["result"])
-
     async def answer(self, body: QueryBody | dict[str, Any], scope: Scope) -> dict[str, Any]:
         """The answer ``{"result": ...}`` to a query body, seen with ``scope``'s
         rights; raises ``InvalidRequest`` or ``Refusal``. ``POST /v1/query`` and
