@@ -44,6 +44,16 @@ def shared_testdata(relative: str) -> Path:
     return path
 
 
+def wait_until(predicate: Any, timeout_s: float = 30.0) -> bool:
+    """Whether ``predicate()`` came true within ``timeout_s`` (polled every 100 ms)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return bool(predicate())
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -263,6 +263,23 @@ def _write_orphan_spool(
     return ends
 
 
+def _replay_orphan(
+    cluster: ManagedCluster, tmp_path: Path, spool_root: Path, orphan: Path
+) -> Server:
+    """A one-worker server over ``spool_root``, stopped once it replayed and
+    removed the ``orphan`` spool (or after 15 s); returns it for its log."""
+    server = start_server(
+        cluster.conninfo, tmp_path, "--workers", "1", "--spool-dir", str(spool_root)
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while orphan.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop_server(server)
+    return server
+
+
 def _first_layout(record: bytes) -> bytes:
     """``record`` as the first spool layout framed it: 36-column rows (no
     trailing ``distinct_id``), the same frame and checksum."""
@@ -289,15 +306,7 @@ def test_a_spool_left_by_the_first_version_is_stored_after_an_upgrade(
     tag = hashlib.sha256(cluster.conninfo.encode()).hexdigest()[:12]
     orphan = spool_root / tag / "old-worker"
     _write_orphan_spool(orphan, project["id"], 20, first_layout=True)
-    server = start_server(
-        cluster.conninfo, tmp_path, "--workers", "1", "--spool-dir", str(spool_root)
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while orphan.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        stop_server(server)
+    _replay_orphan(cluster, tmp_path, spool_root, orphan)
     got = fdb.execute(
         "SELECT (properties->>'seq')::int, distinct_id FROM events WHERE project_id = %s",
         (project["id"],),
@@ -330,15 +339,7 @@ def test_damaged_spool_keeps_every_complete_record_before_the_damage(
     assert batch is not None
     assert batch.records == keep
 
-    server = start_server(
-        cluster.conninfo, tmp_path, "--workers", "1", "--spool-dir", str(spool_root)
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while orphan.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        stop_server(server)
+    server = _replay_orphan(cluster, tmp_path, spool_root, orphan)
     got = fdb.execute(
         "SELECT (properties->>'seq')::int FROM events WHERE project_id = %s", (project["id"],)
     ).fetchall()

@@ -11,9 +11,9 @@ both answer 503 while ingest goes on into the primary.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 from test_web import sign_in
 
-from conftest import free_port, start_server, stop_server
+from conftest import free_port, start_server, stop_server, wait_until
 from eventbunker.admin.accounts import create_account, create_project_in_account
 from eventbunker.cluster import ManagedCluster, find_pg_bin_dir
 from eventbunker.storage.migrate import migrate
@@ -111,13 +111,7 @@ def replica(primary: ManagedCluster) -> Iterator[Replica]:
             replica.stop()
 
 
-def wait_for(predicate: Any, timeout_s: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return bool(predicate())
+wait_for = functools.partial(wait_until, timeout_s=WAIT_S)
 
 
 def test_queries_and_the_web_app_read_the_replica(

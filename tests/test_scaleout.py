@@ -23,7 +23,14 @@ import psycopg
 import pytest
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
-from conftest import Project, Server, start_server, stop_process_group, stop_server
+from conftest import (
+    Project,
+    Server,
+    start_server,
+    stop_process_group,
+    stop_server,
+    wait_until,
+)
 from eventbunker.config import Settings
 from eventbunker.scaleout.stream import ACK_WAIT_S, WRITERS, backlog, connect
 from eventbunker.scaleout.writer import StreamWriter
@@ -34,7 +41,7 @@ pytestmark = pytest.mark.skipif(
     reason="nats-server is installed by scripts/setup.sh",
 )
 
-DRAIN_TIMEOUT_S = 30.0
+DRAIN_TIMEOUT_S = 30.0  # conftest.wait_until's default
 
 
 @pytest.fixture(scope="module")
@@ -130,15 +137,6 @@ def writers_waiting(urls: str, stream: str) -> int:
             await nc.close()
 
     return asyncio.run(count())
-
-
-def wait_until(predicate: Any, timeout_s: float = DRAIN_TIMEOUT_S) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return bool(predicate())
 
 
 def test_two_ingest_nodes_and_two_writers_store_each_event_once(
