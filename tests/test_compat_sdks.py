@@ -56,6 +56,16 @@ def stored(
 ) -> list[dict[str, Any]]:
     """The project's events in time order, once ``count`` are visible (and
     no more arrive for ``settle_s``, so that duplicates would show)."""
+    rows = visible(db, project_id, count, settle_s=settle_s)
+    assert len(rows) == count, [(r["event_name"], r["event_id"]) for r in rows]
+    return rows
+
+
+def visible(
+    db: psycopg.Connection[Any], project_id: int, count: int, *, settle_s: float
+) -> list[dict[str, Any]]:
+    """The project's events in time order once ``count`` are visible (or
+    the time is up), after ``settle_s`` more."""
     deadline = time.monotonic() + VISIBLE_WITHIN_S
     cur = db.cursor(row_factory=psycopg.rows.dict_row)
     sql = 'SELECT * FROM events WHERE project_id = %s ORDER BY "timestamp", received_at'
@@ -63,9 +73,7 @@ def stored(
         rows = cur.execute(sql, (project_id,)).fetchall()
         if len(rows) >= count or time.monotonic() > deadline:
             time.sleep(settle_s)
-            rows = cur.execute(sql, (project_id,)).fetchall()
-            assert len(rows) == count, [(r["event_name"], r["event_id"]) for r in rows]
-            return rows
+            return cur.execute(sql, (project_id,)).fetchall()
         time.sleep(0.05)
 
 
@@ -82,11 +90,14 @@ def stored_calls(
     key: Callable[[dict[str, Any]], str] = lambda row: row["event_name"],
 ) -> dict[str, dict[str, Any]]:
     """The ``count`` stored events by ``key`` (their name), each SDK call
-    type noted in the SDK table as stored or not (calls: type → its key)."""
-    rows = {key(row): row for row in stored(db, project_id, count)}
+    type noted in the SDK table as stored or not (calls: type → its key),
+    also when fewer or more than ``count`` were stored."""
+    rows = visible(db, project_id, count, settle_s=0.3)
+    named = {key(row): row for row in rows}
     for call, name in calls.items():
-        sdk_table.record(sdk, call, name in rows)
-    return rows
+        sdk_table.record(sdk, call, name in named)
+    assert len(rows) == count, [(r["event_name"], r["event_id"]) for r in rows]
+    return named
 
 
 def assert_enriched(row: dict[str, Any], *, browser: str = "Chrome") -> None:
@@ -247,6 +258,14 @@ def test_posthog_python_sdk(
     client.set_once(distinct_id="d-1", properties={"first_seen": "today"})
     client.group_identify("company", "acme", {"name": "Acme"}, distinct_id="d-1")
     client.alias("d-1", "d-previous")
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        client.capture_exception(exc, distinct_id="d-1", properties=props)
+    # The AI lane posts to its own endpoint, /i/v0/ai/batch/.
+    client.capture_ai("$ai_generation", distinct_id="d-1", properties={"$ai_model": "m-1"})
+    # Asks /flags/ (nothing configured: no flag) and reports the call.
+    assert client.evaluate_flags("d-1").get_flag("beta") is None
     client.flush()
     client.shutdown()
     assert errors == []
@@ -254,7 +273,7 @@ def test_posthog_python_sdk(
     named = stored_calls(
         db,
         project.id,
-        6,
+        9,
         "PostHog (posthog)",
         {
             "capture": "Played",
@@ -263,6 +282,9 @@ def test_posthog_python_sdk(
             "set_once": "$set_once",
             "group_identify": "$groupidentify",
             "alias": "$create_alias",
+            "capture_exception": "$exception",
+            "capture_ai": "$ai_generation",
+            "evaluate_flags get_flag": "$feature_flag_called",
         },
     )
     played = named["Played"]
@@ -270,6 +292,12 @@ def test_posthog_python_sdk(
     assert_tracked(played, distinct_id="d-1", properties={"plan": "free"}, key_member="token")
     assert named["$set"]["properties"]["$set"] == {"email": "d1@example.com"}
     assert named["$groupidentify"]["properties"]["$group_type"] == "company"
+    exception = named["$exception"]
+    assert exception["distinct_id"] == "d-1"
+    assert exception["properties"]["$exception_list"][0]["type"] == "ValueError"
+    assert_enriched(exception)
+    assert named["$ai_generation"]["properties"]["$ai_model"] == "m-1"
+    assert named["$feature_flag_called"]["properties"]["$feature_flag"] == "beta"
 
 
 def test_posthog_historical_migration_keeps_timestamps(
