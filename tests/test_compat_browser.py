@@ -34,13 +34,81 @@ PAGEVIEWS = {
     "amplitude": "[Amplitude] Page Viewed",
 }
 
-
 PACKAGES = {
     "segment": "@segment/analytics-next",
     "posthog": "posthog-js",
     "mixpanel": "mixpanel-browser",
     "amplitude": "@amplitude/analytics-browser",
 }
+
+# The other calls page.html makes, each with the key of its stored event
+# (``call_key``).
+OTHER_CALLS = {
+    "segment": {
+        "screen": "screen",
+        "identify": "identify",
+        "group": "group",
+        "alias": "alias",
+    },
+    "posthog": {
+        "identify": "$identify",
+        "setPersonProperties": "$set",
+        "group": "$groupidentify",
+        "alias": "$create_alias",
+        "captureException": "$exception",
+    },
+    "mixpanel": {
+        "identify": "$identify",
+        "alias": "$create_alias",
+        **{
+            f"people.{op}": f"engage {key}"
+            for op, key in {
+                "set": "$set",
+                "set_once": "$set_once",
+                "increment": "$add",
+                "append": "$append",
+                "union": "$union",
+                "unset": "$unset",
+                "remove": "$remove",
+                "clear_charges": "$set $transactions",
+                "delete_user": "$delete",
+            }.items()
+        },
+        "set_group": "engage $set company",
+        **{
+            f"get_group().{op}": f"groups {op_key}"
+            for op, op_key in {
+                "set": "$set",
+                "set_once": "$set_once",
+                "union": "$union",
+                "unset": "$unset",
+                "remove": "$remove",
+                "delete": "$delete",
+            }.items()
+        },
+    },
+    "amplitude": {
+        "identify": "$identify",
+        "setGroup": "$identify groups",
+        "groupIdentify": "$groupidentify",
+        "revenue": "revenue_amount",
+    },
+}
+PROFILE_OPS = ("$set", "$set_once", "$add", "$append", "$union", "$unset", "$remove", "$delete")
+
+
+def call_key(sdk: str, row: dict[str, Any]) -> str:
+    """A stored event by its name, but Mixpanel's profile updates (stored as
+    ``$identify`` / ``$groupidentify``, rust/src/compat/profile.rs) by their
+    operation, and Amplitude's set_group apart from its identify."""
+    name, props = str(row["event_name"]), row["properties"]
+    if sdk == "mixpanel" and "mp_lib" not in props:
+        op = next(k for k in props if k in PROFILE_OPS)
+        detail = [k for k in ("$transactions", "company") if k in (props[op] or ())]
+        return " ".join(["engage" if name == "$identify" else "groups", op, *detail])
+    if sdk == "amplitude" and name == "$identify" and "groups" in props:
+        return "$identify groups"
+    return name
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -65,20 +133,23 @@ def sdk_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
         yield srv
 
 
-def wait_rows(db: psycopg.Connection[Any], project_id: int, names: set[str]) -> dict[str, Any]:
+def wait_rows(
+    db: psycopg.Connection[Any], project_id: int, sdk: str, keys: set[str]
+) -> dict[str, Any]:
+    """The project's events by ``call_key`` once all ``keys`` are there (or
+    the time is up)."""
     deadline = time.monotonic() + VISIBLE_WITHIN_S
     cur = db.cursor(row_factory=psycopg.rows.dict_row)
     while True:
         rows = cur.execute("SELECT * FROM events WHERE project_id = %s", (project_id,)).fetchall()
-        found = {r["event_name"]: r for r in rows}
-        if names <= found.keys() or time.monotonic() > deadline:
-            assert names <= found.keys(), sorted(found)
+        found = {call_key(sdk, r): r for r in rows}
+        if keys <= found.keys() or time.monotonic() > deadline:
             return found
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("sdk", sorted(PAGEVIEWS))
-def test_browser_sdk_pageview_and_event(
+@pytest.mark.parametrize("sdk", list(PAGEVIEWS))
+def test_browser_sdk_calls(
     sdk: str,
     sdk_server: Server,
     page_origin: str,
@@ -86,6 +157,8 @@ def test_browser_sdk_pageview_and_event(
     project: Project,
     db: psycopg.Connection[Any],
 ) -> None:
+    """A pageview and a custom event with the page's UA and UTM tags, then
+    every other call type of the SDK (page.html), each stored."""
     query = urllib.parse.urlencode(
         {"sdk": sdk, "server": sdk_server.url, "key": project.write_key, **UTM}
     )
@@ -95,25 +168,31 @@ def test_browser_sdk_pageview_and_event(
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
+    calls = {"pageview": PAGEVIEWS[sdk], "custom event": "Browser Click", **OTHER_CALLS[sdk]}
     try:
         page.goto(page_url)
         page.wait_for_function("window.sdkDone || window.sdkError", timeout=15_000)
         assert page.evaluate("window.sdkError || null") is None
-        rows = wait_rows(db, project.id, {PAGEVIEWS[sdk], "Browser Click"})
+        rows = wait_rows(db, project.id, sdk, set(calls.values()))
     finally:
         context.close()
-    for call, name in (("pageview", PAGEVIEWS[sdk]), ("custom event", "Browser Click")):
-        sdk_table.record(f"{PACKAGES[sdk]} (browser)", call, name in rows)
+    for call, key in calls.items():
+        sdk_table.record(f"{PACKAGES[sdk]} (browser)", call, key in rows)
+    assert set(calls.values()) <= rows.keys(), sorted(rows)
     for name in (PAGEVIEWS[sdk], "Browser Click"):
         row = rows[name]
         assert row["ua_browser"] == "Chrome", (name, row["user_agent"])
         assert row["ua_os"] == "Windows"
         assert {k: row[k] for k in UTM} == UTM, name
-        assert row["distinct_id"], name
     assert rows["Browser Click"]["properties"]["button"] == "buy"
     pageview = rows[PAGEVIEWS[sdk]]
     assert pageview["url_host"] == "127.0.0.1"
     assert pageview["url_path"] == "/page.html"
+    # Every call names its person (a group's own update has none: Mixpanel).
+    for key, row in rows.items():
+        assert row["distinct_id"] or key.startswith("groups "), key
+    identified = rows[OTHER_CALLS[sdk]["identify"]]
+    assert identified["distinct_id"] == "b-user"
     # No error on the page: start-up calls (PostHog's config and flags,
-    # Segment's settings) got valid answers.
+    # Segment's settings, Mixpanel's flags) got valid answers.
     assert errors == []

@@ -11,6 +11,7 @@ column by column; a retried message id is stored once.
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import json
 import socket
@@ -31,7 +32,7 @@ import pytest
 import trustme
 
 import sdk_table
-from conftest import Project, Server, serving, serving_in_a_thread, shared_testdata
+from conftest import Project, Server, serving, serving_in_a_thread, shared_testdata, wait_until
 
 VISIBLE_WITHIN_S = 10.0
 # 81.2.69.142 is in MaxMind's test database: GB, England, London.
@@ -56,6 +57,16 @@ def stored(
 ) -> list[dict[str, Any]]:
     """The project's events in time order, once ``count`` are visible (and
     no more arrive for ``settle_s``, so that duplicates would show)."""
+    rows = visible(db, project_id, count, settle_s=settle_s)
+    assert len(rows) == count, [(r["event_name"], r["event_id"]) for r in rows]
+    return rows
+
+
+def visible(
+    db: psycopg.Connection[Any], project_id: int, count: int, *, settle_s: float
+) -> list[dict[str, Any]]:
+    """The project's events in time order once ``count`` are visible (or
+    the time is up), after ``settle_s`` more."""
     deadline = time.monotonic() + VISIBLE_WITHIN_S
     cur = db.cursor(row_factory=psycopg.rows.dict_row)
     sql = 'SELECT * FROM events WHERE project_id = %s ORDER BY "timestamp", received_at'
@@ -63,9 +74,7 @@ def stored(
         rows = cur.execute(sql, (project_id,)).fetchall()
         if len(rows) >= count or time.monotonic() > deadline:
             time.sleep(settle_s)
-            rows = cur.execute(sql, (project_id,)).fetchall()
-            assert len(rows) == count, [(r["event_name"], r["event_id"]) for r in rows]
-            return rows
+            return cur.execute(sql, (project_id,)).fetchall()
         time.sleep(0.05)
 
 
@@ -82,11 +91,14 @@ def stored_calls(
     key: Callable[[dict[str, Any]], str] = lambda row: row["event_name"],
 ) -> dict[str, dict[str, Any]]:
     """The ``count`` stored events by ``key`` (their name), each SDK call
-    type noted in the SDK table as stored or not (calls: type → its key)."""
-    rows = {key(row): row for row in stored(db, project_id, count)}
+    type noted in the SDK table as stored or not (calls: type → its key),
+    also when fewer or more than ``count`` were stored."""
+    rows = visible(db, project_id, count, settle_s=0.3)
+    named = {key(row): row for row in rows}
     for call, name in calls.items():
-        sdk_table.record(sdk, call, name in rows)
-    return rows
+        sdk_table.record(sdk, call, name in named)
+    assert len(rows) == count, [(r["event_name"], r["event_id"]) for r in rows]
+    return named
 
 
 def assert_enriched(row: dict[str, Any], *, browser: str = "Chrome") -> None:
@@ -247,6 +259,14 @@ def test_posthog_python_sdk(
     client.set_once(distinct_id="d-1", properties={"first_seen": "today"})
     client.group_identify("company", "acme", {"name": "Acme"}, distinct_id="d-1")
     client.alias("d-1", "d-previous")
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        client.capture_exception(exc, distinct_id="d-1", properties=props)
+    # The AI lane posts to its own endpoint, /i/v0/ai/batch/.
+    client.capture_ai("$ai_generation", distinct_id="d-1", properties={"$ai_model": "m-1"})
+    # Asks /flags/ (nothing configured: no flag) and reports the call.
+    assert client.evaluate_flags("d-1").get_flag("beta") is None
     client.flush()
     client.shutdown()
     assert errors == []
@@ -254,7 +274,7 @@ def test_posthog_python_sdk(
     named = stored_calls(
         db,
         project.id,
-        6,
+        9,
         "PostHog (posthog)",
         {
             "capture": "Played",
@@ -263,6 +283,9 @@ def test_posthog_python_sdk(
             "set_once": "$set_once",
             "group_identify": "$groupidentify",
             "alias": "$create_alias",
+            "capture_exception": "$exception",
+            "capture_ai": "$ai_generation",
+            "evaluate_flags get_flag": "$feature_flag_called",
         },
     )
     played = named["Played"]
@@ -270,6 +293,12 @@ def test_posthog_python_sdk(
     assert_tracked(played, distinct_id="d-1", properties={"plan": "free"}, key_member="token")
     assert named["$set"]["properties"]["$set"] == {"email": "d1@example.com"}
     assert named["$groupidentify"]["properties"]["$group_type"] == "company"
+    exception = named["$exception"]
+    assert exception["distinct_id"] == "d-1"
+    assert exception["properties"]["$exception_list"][0]["type"] == "ValueError"
+    assert_enriched(exception)
+    assert named["$ai_generation"]["properties"]["$ai_model"] == "m-1"
+    assert named["$feature_flag_called"]["properties"]["$feature_flag"] == "beta"
 
 
 def test_posthog_historical_migration_keeps_timestamps(
@@ -312,12 +341,15 @@ def test_posthog_bodies(sdk_server: Server, project: Project, db: psycopg.Connec
     gz = gzip.compress(json.dumps([{**event, "event": "Gzip"}]).encode())
     r = httpx.post(sdk_server.url + "/i/v0/e/", content=gz, headers={"Content-Type": "text/plain"})
     assert r.status_code == 200, r.text
+    gz_js = gzip.compress(json.dumps([{**event, "event": "GzipJs"}]).encode())
+    r = httpx.post(sdk_server.url + "/e/?compression=gzip-js&ver=1.449.2", content=gz_js)
+    assert r.status_code == 200, r.text
     engage = {"$token": key, "$distinct_id": "p-1", "$set": {"plan": "pro"}}
     assert httpx.post(sdk_server.url + "/engage/", json=engage).status_code == 200
     track = {"api_key": key, "event": "Shared", "distinct_id": "p-1", "uuid": "u-shared"}
     assert httpx.post(sdk_server.url + "/track/", json=track).json() == {"status": 1}
-    named = by_name(stored(db, project.id, 4))
-    assert set(named) == {"Form", "Gzip", "$identify", "Shared"}
+    named = by_name(stored(db, project.id, 5))
+    assert set(named) == {"Form", "Gzip", "GzipJs", "$identify", "Shared"}
     assert named["$identify"]["properties"]["$set"] == {"plan": "pro"}
     assert named["Shared"]["event_id"] == "u-shared"
     assert all(row["distinct_id"] == "p-1" for row in named.values())
@@ -641,3 +673,153 @@ def test_distinct_id_on_our_own_endpoint(
     [row] = stored(db, project.id, 1)
     assert row["distinct_id"] == "person-1"
     assert "distinct_id" not in row["properties"]
+
+
+# --- Retries: 429 + Retry-After is retried, an invalid body is not ------------
+
+LIMIT_EVENTS_PER_S = 20
+
+
+@pytest.fixture(scope="module")
+def limited_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose write keys may send 20 events a second (burst 20)."""
+    limits = ("--rate-limit-events-per-second", str(LIMIT_EVENTS_PER_S))
+    limits += ("--rate-limit-burst", str(LIMIT_EVENTS_PER_S))
+    with serving(database_url, tmp_path_factory.mktemp("sdk-limited"), *limits) as srv:
+        yield srv
+
+
+def rejected(server: Server, reason: str) -> float:
+    """The server's count of requests refused for ``reason`` (/metrics)."""
+    metrics = httpx.get(server.url + "/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("eventbunker_requests_rejected_total") and f'reason="{reason}"' in line
+    )
+
+
+def send_over_the_limit(sdk: str, server: Server, key: str, count: int) -> list[Any]:
+    """``count`` events from ``sdk``'s client, in batches of 10 as fast as it
+    sends them, so that the limit answers 429 + Retry-After; its errors."""
+    errors: list[Any] = []
+    if sdk == "segment":
+        from segment.analytics import Client
+
+        seg = Client(
+            write_key=key,
+            host=server.url,
+            upload_size=10,
+            max_retries=20,
+            on_error=lambda e, batch: errors.append(e),
+        )
+        for i in range(count):
+            seg.track("u-1", "Retried", {"i": i}, message_id=f"r-{i}")
+        seg.flush()
+        seg.shutdown()
+    elif sdk == "posthog":
+        from posthog import Posthog
+
+        ph = Posthog(
+            key,
+            host=server.url,
+            flush_at=10,
+            max_retries=20,
+            on_error=lambda e, batch: errors.append(e),
+        )
+        for i in range(count):
+            ph.capture("Retried", distinct_id="d-1", properties={"i": i}, uuid=str(uuid.uuid4()))
+        ph.flush()
+        ph.shutdown()
+    elif sdk == "mixpanel":
+        from mixpanel import BufferedConsumer, Mixpanel, MixpanelException
+
+        # mixpanel-python retries only 5xx, and only to https:// hosts: a 429
+        # raises MixpanelException to the app, the BufferedConsumer keeping
+        # its buffer for the app to flush again (as the SDK documents).
+        consumer = BufferedConsumer(max_size=10, events_url=server.url + "/track")
+        mp = Mixpanel(key, consumer=consumer)
+
+        def retried(send: Callable[[], None]) -> None:
+            for _ in range(20):
+                try:
+                    return send()
+                except MixpanelException as e:
+                    assert "over the rate limit" in str(e.__cause__), e
+                    time.sleep(1)  # the Retry-After
+
+        for i in range(count):
+            retried(functools.partial(mp.track, "m-1", "Retried", {"i": i, "$insert_id": f"r-{i}"}))
+        retried(consumer.flush)
+    else:
+        from amplitude import Amplitude, BaseEvent, Config
+
+        results: list[int] = []
+
+        def callback(event: Any, code: int, message: str | None = None) -> None:
+            results.append(code)
+            if code != 200:
+                errors.append((code, message))
+
+        config = Config(
+            server_url=server.url + "/2/httpapi",
+            flush_queue_size=10,
+            flush_max_retries=20,
+            flush_interval_millis=100,
+            callback=callback,
+        )
+        amp = Amplitude(key, config)
+        for i in range(count):
+            amp.track(BaseEvent("Retried", user_id="a-user-1", insert_id=f"r-{i}"))
+        # Its retries of a 429 are its own (not flush()'s): wait for them.
+        wait_until(lambda: len(results) == count, VISIBLE_WITHIN_S)
+        amp.shutdown()
+    return errors
+
+
+@pytest.mark.parametrize("sdk", ["segment", "posthog", "mixpanel", "amplitude"])
+def test_sdks_retry_429_until_stored(
+    sdk: str, limited_server: Server, project: Project, db: psycopg.Connection[Any]
+) -> None:
+    """Three times the burst at once: the limit refuses some batches with
+    429 + Retry-After, each SDK retries them, and every event is stored once."""
+    before = rejected(limited_server, "rate_limited")
+    count = 3 * LIMIT_EVENTS_PER_S
+    errors = send_over_the_limit(sdk, limited_server, project.write_key, count)
+    assert errors == []
+    rows = visible(db, project.id, count, settle_s=0.5)
+    assert len(rows) == count
+    assert rejected(limited_server, "rate_limited") > before  # the SDK did meet a 429
+
+
+def test_sdks_do_not_retry_an_invalid_body(sdk_server: Server, project: Project) -> None:
+    """An invalid event (a name over 256 characters) is answered 400 once:
+    the SDKs drop it (on_error) instead of retrying it."""
+    from posthog import Posthog
+    from segment.analytics import Client
+
+    long_name = "x" * 300
+    before = rejected(sdk_server, "invalid_event")
+    seg_errors: list[Any] = []
+    seg = Client(
+        write_key=project.write_key,
+        host=sdk_server.url,
+        max_retries=5,
+        on_error=lambda e, batch: seg_errors.append(e),
+    )
+    seg.track("u-1", long_name)
+    seg.flush()
+    seg.shutdown()
+    ph_errors: list[Any] = []
+    ph = Posthog(
+        project.write_key,
+        host=sdk_server.url,
+        max_retries=5,
+        on_error=lambda e, batch: ph_errors.append(e),
+    )
+    ph.capture(long_name, distinct_id="d-1")
+    ph.flush()
+    ph.shutdown()
+    assert [e.status for e in seg_errors] == [400]
+    assert [e.status for e in ph_errors] == [400]
+    assert rejected(sdk_server, "invalid_event") - before == 2  # one request each

@@ -40,6 +40,9 @@ PATHS: dict[str, str | None] = {
     "/e": None,
     "/i/v0/e/": None,
     "/i/v0/e": None,
+    # posthog-python's capture_ai() lane (the same batch body).
+    "/i/v0/ai/batch/": None,
+    "/i/v0/ai/batch": None,
 }
 # Shared with Mixpanel, whose SDKs post to the same paths, told apart by the
 # payload's shape (rust/src/compat/mod.rs); path → the call (``engage`` and
