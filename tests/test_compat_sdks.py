@@ -678,6 +678,7 @@ def test_distinct_id_on_our_own_endpoint(
 # --- Retries: 429 + Retry-After is retried, an invalid body is not ------------
 
 LIMIT_EVENTS_PER_S = 20
+AMPLITUDE_THROTTLE_DELAY_S = 30.0  # amplitude-analytics' wait before a throttled event's retry
 
 
 @pytest.fixture(scope="module")
@@ -771,8 +772,9 @@ def send_over_the_limit(sdk: str, server: Server, key: str, count: int) -> list[
         amp = Amplitude(key, config)
         for i in range(count):
             amp.track(BaseEvent("Retried", user_id="a-user-1", insert_id=f"r-{i}"))
-        # Its retries of a 429 are its own (not flush()'s): wait for them.
-        wait_until(lambda: len(results) == count, VISIBLE_WITHIN_S)
+        # Its retries of a 429 are its own (not flush()'s), 30 s after the
+        # answer, because it names them in throttled_events: wait for them.
+        wait_until(lambda: len(results) == count, AMPLITUDE_THROTTLE_DELAY_S + VISIBLE_WITHIN_S)
         amp.shutdown()
     return errors
 
@@ -790,6 +792,25 @@ def test_sdks_retry_429_until_stored(
     rows = visible(db, project.id, count, settle_s=0.5)
     assert len(rows) == count
     assert rejected(limited_server, "rate_limited") > before  # the SDK did meet a 429
+
+
+def test_amplitude_429_names_every_event_throttled(
+    limited_server: Server, project: Project
+) -> None:
+    """Amplitude's 429 shape: each index of the refused batch in
+    ``throttled_events`` (what makes its SDKs wait before retrying), and Retry-After."""
+    events = [{"event_type": "Throttled", "user_id": "t-1"} for _ in range(5)]
+    body = {"api_key": project.write_key, "events": events}
+    answers = [
+        httpx.post(limited_server.url + "/2/httpapi", json=body)
+        for _ in range(2 * LIMIT_EVENTS_PER_S // len(events) + 1)
+    ]
+    refused = [a for a in answers if a.status_code == 429]
+    assert refused, [a.status_code for a in answers]
+    answer = refused[0].json()
+    assert answer["code"] == 429
+    assert set(range(len(events))) <= set(answer["throttled_events"])
+    assert int(refused[0].headers["retry-after"]) >= 1
 
 
 def test_sdks_do_not_retry_an_invalid_body(sdk_server: Server, project: Project) -> None:

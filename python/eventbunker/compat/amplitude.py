@@ -3,7 +3,10 @@
 "error"}``. A refused key answers 400 ``Invalid API key: …`` (the SDKs stop
 on it); invalid events name their indexes in ``events_with_invalid_fields``
 or ``events_with_missing_fields``, so the SDKs drop those and retry the
-others (a batch is all or nothing: the others were not stored)."""
+others (a batch is all or nothing: the others were not stored). Over a rate
+limit, ``429`` lists every index in ``throttled_events``: the SDKs then
+retry those events after a delay (30 s in amplitude-analytics) instead of
+at once, which would spend their retries within the overload."""
 
 from __future__ import annotations
 
@@ -20,6 +23,10 @@ KEY_CODES = frozenset({"missing_key", "unknown_key", "revoked_key", "wrong_key_k
 class Amplitude:
     format = "amplitude"
 
+    def __init__(self, max_batch_events: int) -> None:
+        # A refused request was not parsed: its events are at most this many.
+        self._all_indexes = list(range(max_batch_events))
+
     def accepted(self, call: Call, accepted: int, duplicates: int) -> Answer:
         body = {
             "code": 200,
@@ -35,6 +42,8 @@ class Amplitude:
                 400, orjson.dumps({"code": 400, "error": f"Invalid API key: {refusal.message}"})
             )
         body: dict[str, Any] = {"code": refusal.status, "error": refusal.message}
+        if refusal.status == 429:
+            body["throttled_events"] = self._all_indexes
         missing: dict[str, list[int]] = {}
         invalid: dict[str, list[int]] = {}
         for d in refusal.details or []:

@@ -29,7 +29,7 @@ def sdk_routes(ingest: IngestEndpoint, keys: KeyCache) -> list[RawRoute]:
         "posthog": posthog.PostHog(),
         "mixpanel": mixpanel.MixpanelTrack(),
     }
-    amp: dict[str, Dialect] = {"amplitude": amplitude.Amplitude()}
+    amp: dict[str, Dialect] = {"amplitude": amplitude.Amplitude(ingest.limits.max_batch_events)}
     routes: list[tuple[str, RawEndpoint]] = []
     routes += [(p, endpoint(seg, "segment", c)) for p, c in segment.PATHS.items()]
     routes += [(p, endpoint(ph, "posthog", c)) for p, c in posthog.PATHS.items()]
