@@ -159,8 +159,12 @@ class Metrics:
 
     def watch_caches(self, cache_stats: Callable[[], dict[str, dict[str, int]]]) -> None:
         """Export ``cache_stats()`` (``Enricher.cache_stats``) as the cache gauges."""
+
+        def reader(cache: str, stat: str) -> Callable[[], float]:
+            return lambda: float(cache_stats()[cache][stat])
+
         for name, (cache, stat) in CACHE_GAUGES.items():
-            self.gauges[name] = lambda cache=cache, stat=stat: float(cache_stats()[cache][stat])
+            self.gauges[name] = reader(cache, stat)
 
     def reject(self, reason: str) -> None:
         self.rejected[reason] += 1
