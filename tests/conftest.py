@@ -8,6 +8,7 @@ nothing is mocked.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import socketserver
@@ -52,6 +53,13 @@ def wait_until(predicate: Any, timeout_s: float = 30.0) -> bool:
             return True
         time.sleep(0.1)
     return bool(predicate())
+
+
+def metric(text: str, sample: str) -> float:
+    """The value of ``sample`` (a name, labels included) in a /metrics text."""
+    found = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.MULTILINE)
+    assert found, f"{sample} missing from:\n{text}"
+    return float(found[1])
 
 
 def free_port() -> int:

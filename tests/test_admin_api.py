@@ -177,6 +177,12 @@ def test_project_keys_cannot_use_the_admin_api(
     assert_error(client.get("/v1/projects", headers=revoked), 403, "revoked_key")
     ok = {"Authorization": f"Bearer {account['admin_key']}"}
     assert client.get("/v1/projects", headers=ok).status_code == 200
+    # Both headers: X-Api-Key is the key, as for every other API (it used to
+    # be the Authorization header here, and the ingest's other way round).
+    both = {"X-Api-Key": account["admin_key"], "Authorization": "Bearer eba_notakey"}
+    assert client.get("/v1/projects", headers=both).status_code == 200
+    both = {"X-Api-Key": "eba_notakey", "Authorization": f"Bearer {account['admin_key']}"}
+    assert_error(client.get("/v1/projects", headers=both), 401, "unknown_key")
 
 
 # --- Projects and keys ------------------------------------------------------------

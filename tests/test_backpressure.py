@@ -18,7 +18,7 @@ import httpx
 import psycopg
 import pytest
 
-from conftest import Server, start_server, stop_server
+from conftest import Server, metric, start_server, stop_server
 from eventbunker.admin.projects import create_project
 from faults import Load, Target, outcome, wait_until_stored
 
@@ -34,12 +34,6 @@ def lagging_server(database_url: str, tmp_path: Path) -> Iterator[Server]:
         yield server
     finally:
         stop_server(server)
-
-
-def gauge(metrics: str, name: str) -> float:
-    found = re.search(rf"^{name} (\S+)$", metrics, re.MULTILINE)
-    assert found, f"{name} missing from /metrics"
-    return float(found[1])
 
 
 def test_lag_past_the_bound_sheds_load_then_recovers(
@@ -72,8 +66,8 @@ def test_lag_past_the_bound_sheds_load_then_recovers(
         assert ready.json()["status"] == "shedding"
         assert ready.json()["shedding_load"] is True
         assert ready.json()["queryable_lag_seconds"] > MAX_LAG_S
-        assert gauge(metrics, "eventbunker_queryable_lag_seconds") > MAX_LAG_S
-        assert gauge(metrics, "eventbunker_ingest_shedding") == 1
+        assert metric(metrics, "eventbunker_queryable_lag_seconds") > MAX_LAG_S
+        assert metric(metrics, "eventbunker_ingest_shedding") == 1
         assert re.search(
             r'^eventbunker_worker_queryable_lag_seconds\{worker="\d+"\} \S+$',
             metrics,
@@ -95,5 +89,5 @@ def test_lag_past_the_bound_sheds_load_then_recovers(
     assert result.lost == 0 and result.duplicated == 0, result.line()
     after = httpx.post(url + "/v1/events", json={"event_name": "on"}, headers={"X-Api-Key": key})
     assert after.status_code == 202
-    lag = gauge(httpx.get(url + "/metrics").text, "eventbunker_queryable_lag_seconds")
+    lag = metric(httpx.get(url + "/metrics").text, "eventbunker_queryable_lag_seconds")
     assert lag < MAX_LAG_S

@@ -12,7 +12,7 @@ import orjson
 import psycopg
 import pytest
 
-from conftest import Project
+from conftest import Project, metric
 
 VISIBLE_WITHIN_S = 1.0
 
@@ -369,6 +369,10 @@ def test_health_ready_and_metrics(client, project: Project) -> None:
         "eventbunker_spool_backlog_bytes",
     ):
         assert name in text
+    # The enricher's caches: the accepted event's user agent was parsed once.
+    assert metric(text, "eventbunker_user_agent_cache_misses") >= 1
+    assert metric(text, "eventbunker_user_agent_cache_entries") >= 1
+    assert metric(text, "eventbunker_geoip_cache_hits") == 0  # no GeoIP database
     accepted = next(
         line for line in text.splitlines() if line.startswith("eventbunker_events_accepted_total ")
     )

@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from conftest import metric
 from eventbunker.ops.metrics import Metrics
 
 # One worker: counts, publishes, then stops cleanly or is killed, as told.
@@ -38,27 +39,21 @@ WORKER = textwrap.dedent(
 )
 
 
-def value(text: str, sample: str) -> float:
-    found = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.MULTILINE)
-    assert found, f"{sample} missing from:\n{text}"
-    return float(found[1])
-
-
 def test_counts_are_published_once() -> None:
     metrics = Metrics(None)
     metrics.accepted += 3
     metrics.reject("missing_key")
     metrics.gauges["eventbunker_queryable_lag_seconds"] = lambda: 2.5
     text = metrics.render()
-    assert value(text, "eventbunker_events_accepted_total") == 3
-    assert value(text, 'eventbunker_requests_rejected_total{reason="missing_key"}') == 1
-    assert value(text, "eventbunker_queryable_lag_seconds") == 2.5
+    assert metric(text, "eventbunker_events_accepted_total") == 3
+    assert metric(text, 'eventbunker_requests_rejected_total{reason="missing_key"}') == 1
+    assert metric(text, "eventbunker_queryable_lag_seconds") == 2.5
     assert f'eventbunker_worker_queryable_lag_seconds{{worker="{os.getpid()}"}} 2.5' in text
     assert "eventbunker_spool_backlog_bytes" not in text  # nobody registered it
     metrics.accepted += 2
     text = metrics.render()
-    assert value(text, "eventbunker_events_accepted_total") == 5  # not 3 + 5
-    assert value(text, 'eventbunker_requests_rejected_total{reason="missing_key"}') == 1
+    assert metric(text, "eventbunker_events_accepted_total") == 5  # not 3 + 5
+    assert metric(text, 'eventbunker_requests_rejected_total{reason="missing_key"}') == 1
 
 
 def test_workers_files_are_aggregated(tmp_path: Path) -> None:
@@ -102,11 +97,11 @@ def test_workers_files_are_aggregated(tmp_path: Path) -> None:
         alive.kill()
         alive.wait(10)
     # Counters: every worker's, dead or alive.
-    assert value(reader, "eventbunker_events_accepted_total") == 35
-    assert value(reader, 'eventbunker_requests_rejected_total{reason="rate_limited"}') == 3
+    assert metric(reader, "eventbunker_events_accepted_total") == 35
+    assert metric(reader, 'eventbunker_requests_rejected_total{reason="rate_limited"}') == 3
     # Gauges: the live worker's only (one stopped, one was killed).
-    assert value(reader, "eventbunker_queryable_lag_seconds") == 1.5
-    assert value(reader, "eventbunker_ingest_shedding") == 1
+    assert metric(reader, "eventbunker_queryable_lag_seconds") == 1.5
+    assert metric(reader, "eventbunker_ingest_shedding") == 1
     assert re.findall(
         r'^eventbunker_worker_queryable_lag_seconds\{worker="(\d+)"\}', reader, re.M
     ) == [str(alive.pid)]

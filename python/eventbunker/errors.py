@@ -12,7 +12,7 @@ The shape: ``{"error": {"code", "message", "details": [{"index", "field", "messa
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, overload
+from typing import Any
 
 import orjson
 from litestar import MediaType, Response
@@ -77,9 +77,19 @@ class ErrorCode(StrEnum):
 
     @classmethod
     def for_status(cls, status: int) -> ErrorCode:
-        """The code of an error the framework raised with only a status."""
-        known = {404: cls.NOT_FOUND, 405: cls.METHOD_NOT_ALLOWED, 500: cls.INTERNAL_ERROR}
-        return known.get(status, cls.INVALID_REQUEST)
+        """The code of an error the framework raised with only a status (a
+        status without a code of its own: 400, or 500 for a server error)."""
+        known = {
+            404: cls.NOT_FOUND,
+            405: cls.METHOD_NOT_ALLOWED,
+            408: cls.REQUEST_TIMEOUT,
+            413: cls.BODY_TOO_LARGE,
+            415: cls.UNSUPPORTED_MEDIA_TYPE,
+            429: cls.RATE_LIMITED,
+            503: cls.STORAGE_UNAVAILABLE,
+        }
+        default = cls.INTERNAL_ERROR if status >= 500 else cls.INVALID_REQUEST
+        return known.get(status, default)
 
 
 def error_document(code: str, message: str, details: Details | None = None) -> dict[str, Any]:
@@ -96,57 +106,26 @@ def field_detail(field: str, message: str) -> Details:
 
 
 class Refusal(Exception):
-    """A refused request, answered with the error shape (and Retry-After on 503s).
+    """A refused request, answered with the error shape (and Retry-After on 429s and 503s).
 
     ``Refusal(ErrorCode.X, message, details)``: the status comes from the
-    catalogue and the message defaults to the code's. The older form
-    ``Refusal(status, "code", message, details)`` still works (the status must
-    be the catalogue's: tests/test_errors.py checks every call site).
+    catalogue and the message defaults to the code's.
     """
 
     status: int
-    code: str
+    code: ErrorCode
     message: str
     details: Details | None
     retry_after: bool
     retry_after_s: str  # the Retry-After value, when retry_after
 
-    @overload
     def __init__(
         self, code: ErrorCode, message: str | None = None, details: Details | None = None
-    ) -> None: ...
-
-    @overload
-    def __init__(
-        self,
-        code: int,
-        message: str,
-        details: str,
-        legacy_details: Details | None = None,
-        *,
-        retry_after: bool = False,
-    ) -> None: ...
-
-    def __init__(
-        self,
-        code: ErrorCode | int,
-        message: str | None = None,
-        details: Details | str | None = None,
-        legacy_details: Details | None = None,
-        *,
-        retry_after: bool = False,
     ) -> None:
-        if isinstance(code, ErrorCode):
-            assert not isinstance(details, str)
-            self.status, self.code = code.status, code
-            self.message = message or code.default_message
-            self.details = details
-            self.retry_after = code.status in (429, 503)
-        else:  # Refusal(status, code, message, details)
-            assert message is not None and isinstance(details, str)
-            self.status, self.code, self.message = code, message, details
-            self.details = legacy_details
-            self.retry_after = retry_after or code == 503
+        self.status, self.code = code.status, code
+        self.message = message or code.default_message
+        self.details = details
+        self.retry_after = code.status in (429, 503)
         self.retry_after_s = RETRY_AFTER_S
         super().__init__(self.status, self.code, self.message)
 

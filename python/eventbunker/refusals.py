@@ -86,10 +86,7 @@ def framework_refusal(exc: HTTPException, invalid: ErrorCode) -> Refusal:
         return validation_refusal(exc, invalid)
     if isinstance(exc.__cause__, SerializationException):  # the body is not JSON
         return _malformed(exc.detail)
-    code = ErrorCode.for_status(exc.status_code)
-    if code.status == exc.status_code:
-        return Refusal(code, exc.detail)
-    return Refusal(exc.status_code, code.value, exc.detail)  # a status of Litestar's own
+    return Refusal(ErrorCode.for_status(exc.status_code), exc.detail)
 
 
 def validation_refusal(exc: ValidationException, code: ErrorCode) -> Refusal:

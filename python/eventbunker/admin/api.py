@@ -1,6 +1,7 @@
 """The admin HTTP API: an account admin key manages its own projects and keys.
 
-``Authorization: Bearer eba_...`` (or ``X-Api-Key``) on every request.
+``Authorization: Bearer eba_...`` or ``X-Api-Key`` on every request (the
+same rule as every key: ``X-Api-Key`` first, see ``ingest.auth.presented_secret``).
 
 - ``GET/POST /v1/projects``, ``GET/PATCH/DELETE /v1/projects/{id}``
 - ``PUT /v1/projects/{id}/retention``, ``PUT /v1/projects/{id}/rate_limit``
@@ -49,6 +50,7 @@ from eventbunker.admin.schemas import (
 )
 from eventbunker.admin.store import AdminStore, StorageUnavailable
 from eventbunker.errors import ErrorCode, Refusal
+from eventbunker.ingest.auth import connection_secret
 from eventbunker.ops.openapi import RetryAfterDocumented, error_answers, key_security
 from eventbunker.refusals import exception_handlers, strict_bodies
 
@@ -68,13 +70,6 @@ ERRORS = error_answers(
         503: "Storage unavailable; see Retry-After",
     }
 )
-
-
-def bearer_secret(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-    auth = connection.headers.get("authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip() or None
-    return connection.headers.get("x-api-key") or None
 
 
 async def authenticate(store: AdminStore, secret: str | None) -> AdminKey:
@@ -117,7 +112,7 @@ class AdminApi:
         store = self._store  # (Litestar deep-copies a router: its guard must not hold self)
 
         async def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: Any) -> None:
-            connection.state[ADMIN_STATE] = await authenticate(store, bearer_secret(connection))
+            connection.state[ADMIN_STATE] = await authenticate(store, connection_secret(connection))
 
         return Router(
             "/",

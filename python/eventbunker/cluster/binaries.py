@@ -13,7 +13,7 @@ from eventbunker.cluster.errors import ClusterError
 PG_BIN_ENV = "EVENTBUNKER_PG_BIN"
 DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")
 
-_INSTALL_HINT = (
+INSTALL_HINT = (
     "Run scripts/install-postgres.sh (as root, or with sudo) to install PostgreSQL "
     f"and TimescaleDB, or set {PG_BIN_ENV} to the bin directory of a PostgreSQL "
     "server that has the TimescaleDB extension installed."
@@ -80,7 +80,7 @@ def find_pg_bin_dir() -> Path:
         if missing:
             raise ClusterError(
                 f"{PG_BIN_ENV}={override} is not a PostgreSQL bin directory "
-                f"(no {', '.join(missing)} there). {_INSTALL_HINT}"
+                f"(no {', '.join(missing)} there). {INSTALL_HINT}"
             )
         return bin_dir
     candidates = _candidate_bin_dirs()
@@ -91,7 +91,7 @@ def find_pg_bin_dir() -> Path:
         out = _ask_pg_config(pg_config, "--bindir")
         if out and _has_timescaledb(Path(out)):
             return Path(out)
-    raise ClusterError(f"No PostgreSQL server with TimescaleDB was found. {_INSTALL_HINT}")
+    raise ClusterError(f"No PostgreSQL server with TimescaleDB was found. {INSTALL_HINT}")
 
 
 def _ask_pg_config(pg_config: str, flag: str) -> str:
@@ -107,3 +107,27 @@ def _ask_pg_config(pg_config: str, flag: str) -> str:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
+
+
+def bin_dir_for(pg_dir: Path) -> Path:
+    """The binaries for the cluster in ``pg_dir``: the PostgreSQL of its major
+    version when it exists (else the newest, ``find_pg_bin_dir``)."""
+    if os.environ.get(PG_BIN_ENV, "").strip():
+        return find_pg_bin_dir()
+    try:
+        version = (pg_dir / "PG_VERSION").read_text().strip()
+    except OSError:
+        return find_pg_bin_dir()
+    candidates = _candidate_bin_dirs()
+    for key, bin_dir in candidates:
+        if ".".join(map(str, key)) == version:
+            return bin_dir
+    if candidates:
+        found = ", ".join(".".join(map(str, key)) for key, _ in candidates)
+        raise ClusterError(
+            f"{pg_dir} was initialized by PostgreSQL {version}, but TimescaleDB is "
+            f"installed only for PostgreSQL {found}. Install TimescaleDB for "
+            f"PostgreSQL {version}, set {PG_BIN_ENV}, or upgrade the cluster "
+            "(pg_upgrade)."
+        )
+    return find_pg_bin_dir()

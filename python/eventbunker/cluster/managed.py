@@ -30,12 +30,7 @@ from eventbunker.cluster.accounts import (
     _ensure_traversable,
     _owner_name,
 )
-from eventbunker.cluster.binaries import (
-    _INSTALL_HINT,
-    PG_BIN_ENV,
-    _candidate_bin_dirs,
-    find_pg_bin_dir,
-)
+from eventbunker.cluster.binaries import INSTALL_HINT, bin_dir_for
 from eventbunker.cluster.errors import ClusterError
 
 logger = logging.getLogger(__name__)
@@ -219,30 +214,8 @@ class ManagedCluster:
 
     def _bin(self, name: str) -> str:
         if self._bin_dir is None:
-            self._bin_dir = self._choose_bin_dir()
+            self._bin_dir = bin_dir_for(self.pg_dir)
         return str(self._bin_dir / name)
-
-    def _choose_bin_dir(self) -> Path:
-        """The server matching an existing cluster's major version, else the newest."""
-        if os.environ.get(PG_BIN_ENV, "").strip():
-            return find_pg_bin_dir()
-        try:
-            version = (self.pg_dir / "PG_VERSION").read_text().strip()
-        except OSError:
-            return find_pg_bin_dir()
-        candidates = _candidate_bin_dirs()
-        for key, bin_dir in candidates:
-            if ".".join(map(str, key)) == version:
-                return bin_dir
-        if candidates:
-            found = ", ".join(".".join(map(str, key)) for key, _ in candidates)
-            raise ClusterError(
-                f"{self.pg_dir} was initialized by PostgreSQL {version}, but TimescaleDB is "
-                f"installed only for PostgreSQL {found}. Install TimescaleDB for "
-                f"PostgreSQL {version}, set {PG_BIN_ENV}, or upgrade the cluster "
-                "(pg_upgrade)."
-            )
-        return find_pg_bin_dir()
 
     # ------------------------------------------------------------------ processes
 
@@ -278,7 +251,7 @@ class ManagedCluster:
         tail = _tail(self.log_file)
         hint = ""
         if 'could not access file "timescaledb' in tail:
-            hint = f"\n{_INSTALL_HINT}"
+            hint = f"\n{INSTALL_HINT}"
         return f"\nLast lines of {self.log_file}:\n{tail}{hint}"
 
     def _failure(self, what: str, proc: subprocess.CompletedProcess[str]) -> ClusterError:

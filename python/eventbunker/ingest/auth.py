@@ -57,6 +57,12 @@ def presented_secret(api_key: str | None, authorization: str | None) -> str | No
     return api_key or None
 
 
+def connection_secret(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """``presented_secret`` of a Litestar request (project keys and admin keys alike)."""
+    headers = connection.headers
+    return presented_secret(headers.get("x-api-key"), headers.get("authorization"))
+
+
 class KeyStatus:
     UNKNOWN = "unknown"
     REVOKED = "revoked"
@@ -284,9 +290,7 @@ def key_guard(keys: KeyCache, kind: str) -> Guard:
     (``KEY_DEPENDENCY``)."""
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: Any) -> None:
-        headers = connection.headers
-        secret = presented_secret(headers.get("x-api-key"), headers.get("authorization"))
-        connection.state[KEY_STATE] = await keys.require(secret, kind)
+        connection.state[KEY_STATE] = await keys.require(connection_secret(connection), kind)
 
     return guard
 

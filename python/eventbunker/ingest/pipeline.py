@@ -120,6 +120,7 @@ class IngestPipeline:
             metrics.gauges["eventbunker_database_up"] = lambda: float(drainer.database_ok)
         metrics.gauges["eventbunker_queryable_lag_seconds"] = self.lag_seconds
         metrics.gauges["eventbunker_ingest_shedding"] = lambda: float(self.backpressure.shedding())
+        metrics.watch_caches(self.enricher.cache_stats)
 
     def lag_seconds(self) -> float:
         """Age of this worker's oldest acknowledged event not yet in the database

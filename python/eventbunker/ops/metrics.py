@@ -66,6 +66,19 @@ GAUGES: dict[str, tuple[GaugeMode, str]] = {
         "livemax",
         "Messages in the ingest stream not yet written to TimescaleDB (scale-out mode).",
     ),
+    # The Rust enricher's caches (Enricher.cache_stats), summed over workers.
+    "eventbunker_user_agent_cache_hits": ("livesum", "User agents answered from the cache."),
+    "eventbunker_user_agent_cache_misses": ("livesum", "User agents parsed (not cached)."),
+    "eventbunker_user_agent_cache_entries": ("livesum", "User agents held in the cache."),
+    "eventbunker_geoip_cache_hits": ("livesum", "IP addresses answered from the GeoIP cache."),
+    "eventbunker_geoip_cache_misses": ("livesum", "IP addresses looked up in the .mmdb file."),
+    "eventbunker_geoip_cache_entries": ("livesum", "IP addresses held in the GeoIP cache."),
+}
+# GAUGES name -> (Enricher.cache_stats() key, statistic)
+CACHE_GAUGES = {
+    f"eventbunker_{prefix}_cache_{stat}": (cache, stat)
+    for prefix, cache in (("user_agent", "user_agents"), ("geoip", "geo"))
+    for stat in ("hits", "misses", "entries")
 }
 # Also exported per worker, as eventbunker_worker_<rest of the name>{worker="pid"}.
 PER_WORKER_GAUGES = frozenset({"eventbunker_queryable_lag_seconds"})
@@ -143,6 +156,15 @@ class Metrics:
         self._published_rejected: defaultdict[str, int] = defaultdict(int)
         self._published_failures = 0
         self._task: asyncio.Task[None] | None = None
+
+    def watch_caches(self, cache_stats: Callable[[], dict[str, dict[str, int]]]) -> None:
+        """Export ``cache_stats()`` (``Enricher.cache_stats``) as the cache gauges."""
+
+        def reader(cache: str, stat: str) -> Callable[[], float]:
+            return lambda: float(cache_stats()[cache][stat])
+
+        for name, (cache, stat) in CACHE_GAUGES.items():
+            self.gauges[name] = reader(cache, stat)
 
     def reject(self, reason: str) -> None:
         self.rejected[reason] += 1

@@ -193,7 +193,7 @@ class QueryApi:
                 )
             else:
                 code, message = ErrorCode.OVERLOADED, "too many queries running; retry"
-            raise Refusal(503, code, message) from None
+            raise Refusal(code, message) from None
         except psycopg.DataError as exc:
             # A value the database cannot use: a time zone Python knows and this
             # PostgreSQL does not, a stored JSON number beyond double precision...
