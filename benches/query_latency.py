@@ -236,8 +236,8 @@ def load(
         query_key = str(create_key(conn, project_id, "query")["key"])
         size = conn.execute(
             "SELECT pg_size_pretty(hypertable_size('events')), pg_size_pretty(sum("
-            "pg_total_relation_size(format('rollups_%s', t)))) FROM unnest(ARRAY['minute',"
-            " 'hour', 'day', 'minute_all', 'hour_all', 'day_all']) t"
+            "pg_total_relation_size(format('rollups_%s', t)))) FROM unnest(ARRAY["
+            "'hour', 'day', 'minute_all', 'hour_all', 'day_all']) t"
         ).fetchone()
     return project_id, query_key, f"{size[0]}, rollups {size[1]}" if size else "?"
 

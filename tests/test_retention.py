@@ -64,7 +64,7 @@ def test_retention_deletes_exactly_what_is_out_of_it(
         ).fetchall()
     ]
     assert left == [cutoff + o for o in offsets[3:]]
-    for level in ("minute", "hour", "day"):
+    for level in ("hour", "day", "minute_all", "hour_all", "day_all"):
         assert rollup_total(db, project.id, level) == 3
         assert rollup_total(db, keeper, level) == 6
     row = db.execute(

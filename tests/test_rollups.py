@@ -24,6 +24,7 @@ from query_strategies import BASE, SETTINGS, instants
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 ZONES = ["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata"]
+WHOLE_HOUR_ZONES = ZONES[:3]
 COLUMNS = ["event_name", "customer_identifier", "utm_source", "metric_name"]
 
 
@@ -55,30 +56,6 @@ def covered_queries(draw: st.DrawFn) -> dict[str, Any]:
             body["target_property"] = "metric_value"
     if draw(st.booleans()):
         body["event_name"] = draw(st.sampled_from(["view", "click", "buy"]))
-    zone = ZoneInfo(draw(st.sampled_from(ZONES)))
-    body["timezone"] = zone.key
-    if draw(st.integers(0, 3)):
-        unit = draw(st.sampled_from([timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)]))
-        start = BASE - timedelta(days=2) + draw(st.integers(0, 40 * 24 * 60)) * timedelta(minutes=1)
-        start = datetime.fromtimestamp(
-            start.timestamp() // unit.total_seconds() * unit.total_seconds(), UTC
-        )
-        length = draw(st.integers(1, 45)) * unit
-        # The end may fall anywhere ("now"): finer levels and raw rows take the tail.
-        length += draw(st.sampled_from([0, 0, 1, 59_999_999, 3_600_000_000 * 5 + 7])) * timedelta(
-            microseconds=1
-        )
-        body["timeframe"] = {
-            "start": start.astimezone(zone).isoformat(),
-            "end": (start + length).astimezone(zone).isoformat(),
-        }
-        if draw(st.booleans()):
-            body["interval"] = draw(
-                st.sampled_from(
-                    ["daily", "weekly", "monthly"]
-                    + (["hourly"] if length <= timedelta(days=10) else [])
-                )
-            )
     body["filters"] = [
         {
             "property": draw(st.sampled_from(COLUMNS[:3])),
@@ -101,6 +78,35 @@ def covered_queries(draw: st.DrawFn) -> dict[str, Any]:
         body["group_by"] = draw(
             st.lists(st.sampled_from(COLUMNS), min_size=1, max_size=2, unique=True)
         )
+    # Dimensions have no minute level (migration 0018): a query using one is
+    # covered only on whole hours (so not in Kolkata's half-hour offset).
+    used = [f["property"] for f in body["filters"]] + body.get("group_by", [])
+    per_minute = all(c in ("event_name", "metric_name") for c in used)
+    zone = ZoneInfo(draw(st.sampled_from(ZONES if per_minute else WHOLE_HOUR_ZONES)))
+    body["timezone"] = zone.key
+    if draw(st.integers(0, 3)):
+        units = [timedelta(days=1), timedelta(hours=1)] + ([timedelta(minutes=1)] * per_minute)
+        unit = draw(st.sampled_from(units))
+        start = BASE - timedelta(days=2) + draw(st.integers(0, 40 * 24 * 60)) * timedelta(minutes=1)
+        start = datetime.fromtimestamp(
+            start.timestamp() // unit.total_seconds() * unit.total_seconds(), UTC
+        )
+        length = draw(st.integers(1, 45)) * unit
+        # The end may fall anywhere ("now"): finer levels and raw rows take the tail.
+        length += draw(st.sampled_from([0, 0, 1, 59_999_999, 3_600_000_000 * 5 + 7])) * timedelta(
+            microseconds=1
+        )
+        body["timeframe"] = {
+            "start": start.astimezone(zone).isoformat(),
+            "end": (start + length).astimezone(zone).isoformat(),
+        }
+        if draw(st.booleans()):
+            body["interval"] = draw(
+                st.sampled_from(
+                    ["daily", "weekly", "monthly"]
+                    + (["hourly"] if length <= timedelta(days=10) else [])
+                )
+            )
     return body
 
 
@@ -237,7 +243,7 @@ def test_query_api_reads_rollups_and_sees_the_raw_answer(
     series = r.json()["result"]
     assert series[0]["value"] == 45 and all(b["value"] == 0 for b in series[1:])
     rows = db.execute(
-        "SELECT sum(events) FROM rollups_minute WHERE project_id = %s", (project.id,)
+        "SELECT sum(events) FROM rollups_minute_all WHERE project_id = %s", (project.id,)
     ).fetchone()
     assert rows is not None and rows[0] == 10
 

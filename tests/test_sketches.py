@@ -238,6 +238,6 @@ def test_without_rollups_writers_skip_them_and_queries_read_raw_rows(
         r = http.post("/v1/query", json=body, headers={"X-Api-Key": created["keys"]["query"]})
         assert r.status_code == 200 and r.json()["result"] == 5, r.text
     row = db.execute(
-        "SELECT count(*) FROM rollups_minute WHERE project_id = %s", (created["id"],)
+        "SELECT count(*) FROM rollups_minute_all WHERE project_id = %s", (created["id"],)
     ).fetchone()
     assert row == (0,)

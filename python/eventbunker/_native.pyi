@@ -342,7 +342,7 @@ def prepare_lines(
 
 def rollup_groups(rows: bytes) -> tuple[bytes, int]:
     """The rollup groups of encoded event rows, as a JSON array of objects
-    named as ``rollups_minute``'s columns (bucket, project_id, event_name,
+    named as the rollup tables' columns (bucket, project_id, event_name,
     metric_name, customer_identifier, geo_country, ua_device_type,
     utm_source, events, metric_count, metric_sum, metric_min, metric_max)
     plus ``distinct_hashes`` (hll_hash_text of each distinct distinct_id) and

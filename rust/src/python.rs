@@ -693,7 +693,7 @@ fn prepare_lines(
 }
 
 /// The rollup groups of encoded event rows, as a JSON array of
-/// `rollups_minute` rows, and how many there are (see `crate::rollup`).
+/// per-minute rollup rows, and how many there are (see `crate::rollup`).
 #[pyfunction]
 fn rollup_groups<'py>(py: Python<'py>, rows: &[u8]) -> PyResult<(Bound<'py, PyBytes>, usize)> {
     let (out, n) = py

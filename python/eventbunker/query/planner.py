@@ -6,7 +6,9 @@ rollups hold exactly (count; sum, avg, min, max of ``metric_value``), and
 every time boundary it has (timeframe ends, interval buckets in its zone)
 but the end (usually "now") falls on a bucket of a level. Then it reads the
 coarsest such level up to the last whole bucket before the end, the finer
-levels after it, and the raw events of the last partial minute: the answer
+levels after it, and the raw events after the last whole bucket of the
+finest level (a minute; an hour for dimensions, which have no minute
+level: storage/rollups.py): the answer
 is the raw answer, because each rollup row lies wholly inside one bucket of
 the query. Everything else reads the events as before.
 
@@ -35,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from eventbunker.query import timeframes
 from eventbunker.query.builder import RAW, Plan, Scope, Segment, Source, build_query
 from eventbunker.query.request import Query
-from eventbunker.storage.rollups import DIMENSIONS
+from eventbunker.storage.rollups import DIMENSIONS, TIER_LEVELS
 
 ROLLUP_ANALYSES = frozenset({"count", "sum", "avg", "min", "max"})
 # The sketch answering an approximate analysis of a target column.
@@ -46,12 +48,12 @@ SKETCHES = {
 }
 # Columns a rollup row holds one value of (filters and group_by on them).
 ROLLUP_COLUMNS = frozenset({"event_name", *DIMENSIONS})
-# Coarsest first: the fewest rows to read.
-LEVELS = (
-    ("day", timedelta(days=1)),
-    ("hour", timedelta(hours=1)),
-    ("minute", timedelta(minutes=1)),
-)
+WIDTHS = {"day": timedelta(days=1), "hour": timedelta(hours=1), "minute": timedelta(minutes=1)}
+# Per tier, coarsest first: the fewest rows to read.
+LEVELS = {
+    tier: tuple((level, WIDTHS[level]) for level in sorted(levels, key=WIDTHS.__getitem__)[::-1])
+    for tier, levels in TIER_LEVELS.items()
+}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -96,9 +98,10 @@ def rollup_source(query: Query, customer_scoped: bool = False) -> Source | None:
             except timeframes.InvalidTimeframe:
                 return None  # the raw path gives the refusal
             boundaries += [b.start for b in buckets]
-    for index, (_level, width) in enumerate(LEVELS):
+    levels = LEVELS[tier]
+    for index, (_level, width) in enumerate(levels):
         if all(_floor(b, width) == b for b in boundaries):
-            return Source(_segments(index, start, end, tier), sketch)
+            return Source(_segments(levels[index:], start, end, tier), sketch)
     return None
 
 
@@ -107,15 +110,18 @@ def _floor(instant: datetime, width: timedelta) -> datetime:
 
 
 def _segments(
-    first: int, start: datetime | None, end: datetime | None, tier: str
+    levels: tuple[tuple[str, timedelta], ...],
+    start: datetime | None,
+    end: datetime | None,
+    tier: str,
 ) -> tuple[Segment, ...]:
-    """Level ``first`` from ``start``, then each finer level from the last whole
-    bucket of the coarser one before ``end``, then raw events (no bound: all time)."""
+    """The first of ``levels`` from ``start``, then each finer one from the last
+    whole bucket of the coarser one before ``end``, then raw events (no bound: all time)."""
     if end is None:
-        return (Segment(LEVELS[first][0] + tier, start, None),)
+        return (Segment(levels[0][0] + tier, start, None),)
     segments = []
     lower = start
-    for level, width in LEVELS[first:]:
+    for level, width in levels:
         cut = _floor(end, width)
         if lower is not None and cut < lower:
             cut = lower

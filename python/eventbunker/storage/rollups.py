@@ -1,7 +1,12 @@
 """Live rollups: kept true by the transactions that store and delete events.
 
-Three levels of the same table (``rollups_minute``, ``rollups_hour``,
-``rollups_day``, migration 0011). A writer calls :func:`update_rollups`
+Levels of the same table (migration 0011): by dimensions per hour and per
+day (``rollups_hour``, ``rollups_day``), and with every dimension NULL per
+minute, hour and day (``rollups_minute_all``, ...). Dimensions have no
+minute level (migration 0018): at 20 M events over 90 days it held 0.75
+rows per event (15 M rows, 4.6 GB of the 7.6 GB of rollups), nearly one
+insert per stored event, and sustained batches stored 0.73x as fast with
+rollups as without; without it 0.98x. A writer calls :func:`update_rollups`
 with the batch's COPY rows inside its transaction: the Rust extension folds
 the rows into per-minute groups (a JSON array), and one statement, whose one
 parameter is that array, upserts every level (a temporary staging table
@@ -28,9 +33,11 @@ from psycopg import sql
 
 from eventbunker import _native
 
-LEVELS = ("minute", "hour", "day")
-# Each level twice: by dimensions, and with every dimension NULL ("_all").
-TABLES = tuple((level, f"rollups_{level}{tier}") for tier in ("", "_all") for level in LEVELS)
+# The levels of each tier: by dimensions (""), and with every dimension NULL ("_all").
+TIER_LEVELS = {"": ("hour", "day"), "_all": ("minute", "hour", "day")}
+TABLES = tuple(
+    (level, f"rollups_{level}{tier}") for tier, levels in TIER_LEVELS.items() for level in levels
+)
 KEY = (
     "project_id",
     "event_name",

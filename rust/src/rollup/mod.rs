@@ -3,7 +3,7 @@
 //! The drainer and the import job hold a batch as `COPY events FROM STDIN`
 //! text ([`crate::ingest::copy`]). [`aggregate`] reads those rows once and
 //! folds them into one group per (project, event name, metric name, UTC
-//! minute, rollup dimensions), written as a JSON array of `rollups_minute`
+//! minute, rollup dimensions), written as a JSON array of per-minute rollup
 //! rows. PostgreSQL then gets one statement with that array as its one
 //! parameter (`json_populate_recordset`, storage/rollups.py) that upserts
 //! every level, instead of per-event work. A temporary staging table and
@@ -93,7 +93,7 @@ fn column(name: &str) -> usize {
 }
 
 /// The rollup groups of `rows` (COPY text in `EVENT_COLUMNS` order) as a
-/// JSON array of objects named as `rollups_minute`'s columns: `bucket`, the
+/// JSON array of objects named as the rollup tables' columns: `bucket`, the
 /// [`KEY_COLUMNS`], `events`, `metric_count`, `metric_sum`, `metric_min`,
 /// `metric_max`, `distinct_hashes` (the ids' hashes) and `metric_values`
 /// (`null` when empty).
