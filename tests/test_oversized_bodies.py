@@ -63,7 +63,16 @@ def _send(
 def test_413_reaches_the_client_every_time(server: Server, project: Project) -> None:
     for chunked in (False, True):
         answers = [_send(server, project.write_key, chunked=chunked) for _ in range(SENDS)]
+        _report("POST /v1/events", chunked, answers, (413, "body_too_large"))
         assert answers == [(413, "body_too_large")] * SENDS, chunked
+
+
+def _report(
+    what: str, chunked: bool, answers: list[tuple[int, Any]], want: tuple[int, Any]
+) -> None:
+    """One line per endpoint and framing: how many sends got the answer (-s shows it)."""
+    framing = "chunked" if chunked else "Content-Length"
+    print(f"{what} ({framing}): {answers.count(want)}/{len(answers)} answered {want[0]} {want[1]}")
 
 
 @pytest.mark.parametrize(
@@ -91,6 +100,7 @@ def test_413_reaches_the_client_on_every_endpoint(
         answers = [
             _send(server, keys[kind], chunked=chunked, path=path, body=body) for _ in range(SENDS)
         ]
+        _report(f"POST {path}", chunked, answers, (413, "body_too_large"))
         assert answers == [(413, "body_too_large")] * SENDS, (path, chunked)
 
 
@@ -139,4 +149,5 @@ def test_a_refusal_before_the_body_is_read_reaches_the_client(
         for _ in range(SENDS):
             got, answer = _request(server, path, BODY, sent, chunked=chunked, method=method)
             answers.append((got, answer["error"]["code"]))
+        _report(f"{method} {path} {headers}", chunked, answers, (status, code))
         assert answers == [(status, code)] * SENDS, chunked
