@@ -20,7 +20,7 @@ import httpx
 import orjson
 import psycopg
 import pytest
-from test_web import sign_in
+from test_web import csrf_token, sign_in
 
 from eventbunker.admin.accounts import create_account, create_project_in_account
 from eventbunker.admin.projects import create_key, revoke_key
@@ -29,6 +29,7 @@ from eventbunker.admin.projects import create_key, revoke_key
 KINDS = (
     "write",
     "query",
+    "customer_delete",  # before the unscoped delete key: it must remove c1's victim only
     "delete",
     "revoked",
     "other_write",
@@ -47,6 +48,8 @@ VISIBLE_WITHIN_S = 2.0
 
 @dataclass
 class World:
+    account: int
+    other_account: int
     project: int
     other_project: int
     spare_project: int
@@ -76,8 +79,11 @@ def world(client: httpx.Client, db: psycopg.Connection[Any]) -> World:
         "other_admin": theirs["admin_key"],
         "customer_write": create_key(db, project["id"], "write", "c1")["key"],
         "customer_query": create_key(db, project["id"], "query", "c1")["key"],
+        "customer_delete": create_key(db, project["id"], "delete", "c1")["key"],
     }
-    w = World(project["id"], other["id"], spare["id"], revoked["id"], keys)
+    w = World(
+        mine["id"], theirs["id"], project["id"], other["id"], spare["id"], revoked["id"], keys
+    )
     seed: list[dict[str, Any]] = []
     for customer, n in SEED.items():
         extra = {} if customer == "none" else {"customer_identifier": customer}
@@ -157,6 +163,16 @@ def _amplitude(client: httpx.Client, w: World, kind: str, key: str) -> httpx.Res
     return client.post("/2/httpapi", content=orjson.dumps(body))
 
 
+def _posthog(client: httpx.Client, w: World, kind: str, key: str) -> httpx.Response:
+    body = {"api_key": key, "event": f"ph-{kind}", "distinct_id": "u"}
+    return client.post("/capture/", content=orjson.dumps(body))
+
+
+def _mixpanel(client: httpx.Client, w: World, kind: str, key: str) -> httpx.Response:
+    body = [{"event": f"mp-{kind}", "properties": {"token": key, "distinct_id": "u"}}]
+    return client.post("/track", content=orjson.dumps(body))
+
+
 def _import(client: httpx.Client, w: World, kind: str, key: str) -> httpx.Response:
     return post_import(client, key, None, f"import-{kind}")
 
@@ -205,11 +221,30 @@ def _web(path: str) -> Callable[[httpx.Client, World, str, str], httpx.Response]
     return call
 
 
+def _web_form(
+    path: str, form: dict[str, str]
+) -> Callable[[httpx.Client, World, str, str], httpx.Response]:
+    """A form of the web app, posted signed in with the key (with the CSRF
+    token of the signed-in projects page; a key that cannot sign in has none)."""
+
+    def call(client: httpx.Client, w: World, kind: str, key: str) -> httpx.Response:
+        with httpx.Client(base_url=client.base_url, timeout=10) as browser:
+            sign_in(browser, key)
+            home = browser.get("/")
+            token = csrf_token(home.text) if home.status_code == 200 else ""
+            fields = {k: v.format(kind=kind) for k, v in form.items()}
+            return browser.post(path.format(p=w.project), data={**fields, "csrf_token": token})
+
+    return call
+
+
 ENDPOINTS = [
     Endpoint("POST /v1/events", _events, WRITERS),
     Endpoint("POST /v1/batch (Segment)", _segment, {k: 200 for k in WRITERS}),
     # Amplitude's API answers a bad key 400 (its SDKs expect that).
     Endpoint("POST /2/httpapi (Amplitude)", _amplitude, {k: 200 for k in WRITERS}, (400,)),
+    Endpoint("POST /capture/ (PostHog)", _posthog, {k: 200 for k in WRITERS}),
+    Endpoint("POST /track (Mixpanel)", _mixpanel, {k: 200 for k in WRITERS}),
     Endpoint("POST /v1/events/import", _import, {k: 200 for k in WRITERS}),
     Endpoint(
         "GET import imp-all",
@@ -234,7 +269,9 @@ ENDPOINTS = [
         _extraction,
         {"query": 200, "customer_query": 200, "other_query": 200},
     ),
-    Endpoint("POST /v1/delete", _delete, {"delete": 200, "other_delete": 200}),
+    Endpoint(
+        "POST /v1/delete", _delete, {"delete": 200, "customer_delete": 200, "other_delete": 200}
+    ),
     Endpoint("GET /v1/projects", _admin("GET", "/v1/projects"), {"admin": 200, "other_admin": 200}),
     Endpoint("GET project", _admin("GET", "/v1/projects/{p}"), ADMIN_OWN),
     Endpoint("GET keys", _admin("GET", "/v1/projects/{p}/keys"), ADMIN_OWN),
@@ -242,6 +279,11 @@ ENDPOINTS = [
     Endpoint(
         "PUT retention",
         _admin("PUT", "/v1/projects/{p}/retention", {"retention_days": 30}),
+        ADMIN_OWN,
+    ),
+    Endpoint(
+        "PUT rate_limit",
+        _admin("PUT", "/v1/projects/{p}/rate_limit", {"events_per_second": 7, "burst": 70}),
         ADMIN_OWN,
     ),
     Endpoint(
@@ -261,6 +303,24 @@ ENDPOINTS = [
         ),
         ADMIN_OWN,
         (401,),
+    ),
+    Endpoint(
+        "web create key",
+        _web_form("/projects/{p}/keys", {"kind": "query", "name": "web-{kind}"}),
+        {"admin": 201, "other_admin": 404},
+        (303,),  # to /login
+    ),
+    # Each account creates projects in its own account only (checked below).
+    Endpoint(
+        "POST /v1/projects",
+        _admin("POST", "/v1/projects", {"name": "made-by-api"}),
+        {"admin": 201, "other_admin": 201},
+    ),
+    Endpoint(
+        "web create project",
+        _web_form("/projects", {"name": "made-on-web"}),
+        {"admin": 201, "other_admin": 201},
+        (303,),
     ),
     Endpoint("DELETE project", _admin("DELETE", "/v1/projects/{spare}"), ADMIN_OWN),
 ]
@@ -282,7 +342,8 @@ def test_no_key_crosses_a_project_or_a_customer(
                 wrong.append((endpoint.name, kind, want, got, response.text[:200]))
     assert not wrong, "\n".join(map(str, wrong))
     cells = len(ENDPOINTS) * len(KINDS)
-    assert cells == 242
+    assert cells == 336
+    print(f"isolation matrix: {len(ENDPOINTS)} endpoints x {len(KINDS)} key kinds = {cells} calls")
 
     # Reads: each query key sees its own project, the customer's only c1's.
     counts = {k: answers["POST /v1/query count", k].json()["result"] for k in WRITERS_QUERY}
@@ -294,7 +355,7 @@ def test_no_key_crosses_a_project_or_a_customer(
     mine = {("seed", c) for c in (None, "c1", "c2")} | {("victim", c) for c in (None, "c1", "c2")}
     mine |= {("import-seed", "c2"), ("import-seed", "c1")}
     theirs = {("seed", None), ("victim", None), ("import-seed", "c2")}
-    for prefix, body_customer in [("probe", "c2"), ("sdk", None), ("amp", None), ("import", "c2")]:
+    for prefix, body_customer in PROBES:
         mine |= {(f"{prefix}-write", body_customer), (f"{prefix}-customer_write", "c1")}
         theirs.add((f"{prefix}-other_write", body_customer))
     for kind, visible in [
@@ -314,13 +375,11 @@ def test_no_key_crosses_a_project_or_a_customer(
     # Writes: in the writer's own project, under its own customer when it has one.
     written = db.execute(
         "SELECT event_name, project_id, customer_identifier FROM events"
-        " WHERE project_id = ANY(%s) AND (event_name LIKE 'probe-%%'"
-        " OR event_name LIKE 'sdk-%%' OR event_name LIKE 'amp-%%' OR event_name LIKE 'import-%%')"
-        " AND event_name <> 'import-seed'",
-        ([w.project, w.other_project],),
+        " WHERE project_id = ANY(%s) AND event_name ~ %s AND event_name <> 'import-seed'",
+        ([w.project, w.other_project], PROBE_NAMES),
     ).fetchall()
     expected = set()
-    for prefix, body_customer in [("probe", "c2"), ("sdk", None), ("amp", None), ("import", "c2")]:
+    for prefix, body_customer in PROBES:
         expected |= {
             (f"{prefix}-write", w.project, body_customer),
             (f"{prefix}-customer_write", w.project, "c1"),
@@ -328,14 +387,16 @@ def test_no_key_crosses_a_project_or_a_customer(
         }
     assert sorted(written, key=str) == sorted(expected, key=str)
     [(strays,)] = db.execute(
-        "SELECT count(*) FROM events WHERE event_name ~ '^(probe|sdk|amp|import)-'"
+        "SELECT count(*) FROM events WHERE event_name ~ %s"
         " AND event_name <> 'import-seed' AND project_id <> ALL(%s)",
-        ([w.project, w.other_project],),
+        (PROBE_NAMES, [w.project, w.other_project]),
     ).fetchall()
     assert strays == 0
 
-    # Deletes: each delete key removed its own project's victims, nothing else.
-    assert answers["POST /v1/delete", "delete"].json()["deleted"] == len(SEED)
+    # Deletes: each delete key removed its own project's victims, nothing else;
+    # the customer's key (first) only its customer's one.
+    assert answers["POST /v1/delete", "customer_delete"].json()["deleted"] == 1
+    assert answers["POST /v1/delete", "delete"].json()["deleted"] == len(SEED) - 1
     assert answers["POST /v1/delete", "other_delete"].json()["deleted"] == 1
     left = dict(
         db.execute(
@@ -358,6 +419,38 @@ def test_no_key_crosses_a_project_or_a_customer(
         ).fetchall()
     )
     assert names == {w.project: "renamed", w.other_project: "theirs"}  # spare deleted
+    limits = db.execute(
+        "SELECT id, rate_limit_events_per_second, rate_limit_burst FROM projects"
+        " WHERE id = ANY(%s) ORDER BY id",
+        ([w.project, w.other_project],),
+    ).fetchall()
+    assert limits == sorted([(w.project, 7, 70), (w.other_project, None, None)])
+    web_keys = db.execute(
+        "SELECT project_id, name FROM api_keys WHERE name LIKE 'web-%%' AND project_id = ANY(%s)",
+        ([w.project, w.other_project],),
+    ).fetchall()
+    assert web_keys == [(w.project, "web-admin")]
+    # Projects created by a key: only by admin keys, each in its own account.
+    made = db.execute(
+        "SELECT name, account_id FROM projects"
+        " WHERE name LIKE 'made-%%' AND account_id = ANY(%s) ORDER BY 1, 2",
+        ([w.account, w.other_account],),
+    ).fetchall()
+    assert made == sorted(
+        (name, account)
+        for name in ("made-by-api", "made-on-web")
+        for account in (w.account, w.other_account)
+    )
 
 
 WRITERS_QUERY = ("query", "customer_query", "other_query")
+# What each writing endpoint names its probe events, and the customer its body claims.
+PROBES = [
+    ("probe", "c2"),
+    ("sdk", None),
+    ("amp", None),
+    ("ph", None),
+    ("mp", None),
+    ("import", "c2"),
+]
+PROBE_NAMES = "^(" + "|".join(prefix for prefix, _ in PROBES) + ")-"

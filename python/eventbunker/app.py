@@ -155,4 +155,4 @@ def create_app(settings: Settings | None = None) -> RawRouter:
         RawRoute("GET", PROGRESS_PREFIX, body_limit),
     ]
     raw_routes += sdk_routes(ingest.endpoint, keys)
-    return RawRouter(body_limit, raw_routes)
+    return RawRouter(body_limit, raw_routes, settings.body_timeout_seconds)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventbunker.errors import ErrorCode, error_body
-from eventbunker.ingest.endpoint import Receive, Scope, Send, respond
+from eventbunker.ingest.endpoint import Receive, Scope, Send, drained, respond
 
 RawEndpoint = Callable[[Scope, Receive, Send], Awaitable[None]]
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
@@ -45,10 +45,16 @@ class RawRoute:
 
 
 class RawRouter:
-    """The raw routes first (exact paths, then prefixes), Litestar for the rest."""
+    """The raw routes first (exact paths, then prefixes), Litestar for the rest.
 
-    def __init__(self, app: ASGIApp, routes: Iterable[RawRoute]) -> None:
+    A wrong method's body is read and dropped before its 405, within
+    ``body_timeout_s`` (``endpoint.refuse_unread`` says why)."""
+
+    def __init__(
+        self, app: ASGIApp, routes: Iterable[RawRoute], body_timeout_s: float = 30.0
+    ) -> None:
         self.app = app
+        self._body_timeout_s = body_timeout_s
         self._exact: dict[str, dict[str, RawRoute]] = {}
         self._prefixes: dict[str, dict[str, RawRoute]] = {}
         for route in routes:
@@ -88,4 +94,7 @@ class RawRouter:
             await respond(send, 204, b"", preflight)
             return
         body = error_body(ErrorCode.METHOD_NOT_ALLOWED, "use " + " or ".join(methods))
-        await respond(send, 405, body, [(b"allow", allowed)])
+        headers = [(b"allow", allowed)]
+        if not await drained(receive, self._body_timeout_s):
+            headers.append((b"connection", b"close"))
+        await respond(send, 405, body, headers)

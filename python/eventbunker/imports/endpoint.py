@@ -38,6 +38,7 @@ from eventbunker.ingest.endpoint import (
     header_map,
     presented_key,
     refuse,
+    refuse_unread,
     respond,
 )
 from eventbunker.ops.metrics import Metrics
@@ -108,10 +109,10 @@ class ImportEndpoint:
         headers = header_map(scope)
         try:
             key = await self._keys.require(presented_key(headers), "write")
-            await self._import(key, headers, receive, send)
-        except Refusal as refusal:
+            await self._import(key, headers, _Body(receive, self._body_idle_timeout_s), send)
+        except Refusal as refusal:  # before a byte of the body was read
             self._metrics.reject(refusal.code)
-            await refuse(send, refusal)
+            await refuse_unread(send, receive, refusal, self._body_idle_timeout_s)
 
     def progress_router(self) -> Router:
         """``GET /v1/events/import/{import_id}``: where an import stands."""
@@ -146,7 +147,7 @@ class ImportEndpoint:
         )
 
     async def _import(
-        self, key: ApiKey, headers: dict[bytes, bytes], receive: Receive, send: Send
+        self, key: ApiKey, headers: dict[bytes, bytes], body: _Body, send: Send
     ) -> None:
         media_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
         if media_type not in MEDIA_TYPES:
@@ -171,13 +172,17 @@ class ImportEndpoint:
             rollups=self._rollups,
         )
         try:
-            outcome = await job.run(_body(receive, self._body_idle_timeout_s))
+            outcome = await job.run(body.chunks())
         except ImportFailed as failed:
             self._metrics.accepted += failed.outcome.accepted
             self._metrics.reject(failed.refusal.code)
             refusal = failed.refusal
             document = error_document(refusal.code, refusal.message, refusal.details)
-            await refuse(send, refusal, orjson.dumps({**document, **failed.outcome.as_dict()}))
+            answer = orjson.dumps({**document, **failed.outcome.as_dict()})
+            if body.done:
+                await refuse(send, refusal, answer)
+            else:  # refused part-way (import_gap before a byte, bad gzip, storage)
+                await refuse_unread(send, body.receive, refusal, self._body_idle_timeout_s, answer)
             return
         self._metrics.accepted += outcome.accepted
         await respond(send, 200, orjson.dumps(outcome.as_dict()))
@@ -197,19 +202,31 @@ class ImportEndpoint:
         return answer
 
 
-async def _body(receive: Receive, idle_timeout_s: float) -> AsyncIterator[bytes]:
-    """The request body as it arrives; a pause longer than ``idle_timeout_s``
-    ends it (an import may take hours, but not stop sending)."""
-    while True:
-        try:
-            async with asyncio.timeout(idle_timeout_s):
-                message = await receive()
-        except TimeoutError:
-            raise BodyStalled(f"no byte of the body came for {idle_timeout_s:g} s") from None
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
+class _Body:
+    """The request body as it arrives (``chunks``); a pause longer than
+    ``idle_timeout_s`` ends it (an import may take hours, but not stop
+    sending). ``done``: nothing more of it is to be read (it ended, stalled,
+    or the client went away)."""
+
+    def __init__(self, receive: Receive, idle_timeout_s: float) -> None:
+        self.receive = receive
+        self.done = False
+        self._idle_timeout_s = idle_timeout_s
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while not self.done:
+            try:
+                async with asyncio.timeout(self._idle_timeout_s):
+                    message = await self.receive()
+            except TimeoutError:
+                self.done = True
+                raise BodyStalled(
+                    f"no byte of the body came for {self._idle_timeout_s:g} s"
+                ) from None
+            if message["type"] == "http.disconnect":
+                self.done = True
+                raise ClientGone
+            self.done = not message.get("more_body", False)
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk

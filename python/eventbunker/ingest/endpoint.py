@@ -86,26 +86,29 @@ class IngestEndpoint:
         # POST only: routing.RawRouter answers preflights and other methods.
         headers = header_map(scope)
         key: ApiKey | None = None
+        reading = False  # refused before: the body is still to be read
         try:
             key = await self._keys.require(presented_key(headers), "write")
-            accepted, duplicates = await self._ingest(key, scope, headers, receive)
+            received_at_us = time.time_ns() // 1000
+            gzip = content_encoding_is_gzip(headers)
+            media_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+            if media_type not in ACCEPTED_MEDIA_TYPES:
+                raise Refusal(
+                    ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send application/json or text/plain"
+                )
+            reading = True
+            body = await self.read_body(headers, receive)
+            accepted, duplicates = await self.accept(
+                key, scope, headers, body, received_at_us, gzip=gzip
+            )
         except Refusal as refusal:
             self.count_refusal(key, refusal)
-            await refuse(send, refusal)
+            if reading:
+                await refuse(send, refusal)
+            else:
+                await refuse_unread(send, receive, refusal, self._body_timeout_s)
             return
         await respond(send, 202, orjson.dumps({"accepted": accepted, "duplicates": duplicates}))
-
-    async def _ingest(
-        self, key: ApiKey, scope: Scope, headers: dict[bytes, bytes], receive: Receive
-    ) -> tuple[int, int]:
-        """Make the request's events durable; return (accepted, duplicates)."""
-        received_at_us = time.time_ns() // 1000
-        gzip = content_encoding_is_gzip(headers)
-        media_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
-        if media_type not in ACCEPTED_MEDIA_TYPES:
-            raise Refusal(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send application/json or text/plain")
-        body = await self.read_body(headers, receive)
-        return await self.accept(key, scope, headers, body, received_at_us, gzip=gzip)
 
     async def accept(
         self,
@@ -219,16 +222,38 @@ async def _read_body(headers: dict[bytes, bytes], receive: Receive, limit: int) 
 DISCARD_MAX_BYTES = 64 << 20
 
 
-async def discard_body(receive: Receive, max_bytes: int = DISCARD_MAX_BYTES) -> None:
-    """Read the rest of the body, up to ``max_bytes``, and drop it."""
+async def discard_body(receive: Receive, max_bytes: int = DISCARD_MAX_BYTES) -> bool:
+    """Read the rest of the body, up to ``max_bytes``, and drop it; whether
+    it ended (or the client went away) within the bound."""
     size = 0
     while size <= max_bytes:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return
+            return True
         size += len(message.get("body", b""))
         if not message.get("more_body", False):
-            return
+            return True
+    return False
+
+
+async def refuse_unread(
+    send: Send, receive: Receive, refusal: Refusal, timeout_s: float, body: bytes | None = None
+) -> None:
+    """Answer ``refusal``, made before the request's body was read (a bad
+    key, a wrong content type): the body is read and dropped first, up to
+    ``DISCARD_MAX_BYTES`` and within ``timeout_s``, for the same reason as
+    before a 413 (an unknown key with 3 MiB: 10 of 10 chunked sends saw a
+    broken pipe, not the 401). What is still unread then is not: the
+    connection closes after the answer."""
+    await refuse(send, refusal, body, close=not await drained(receive, timeout_s))
+
+
+async def drained(receive: Receive, timeout_s: float) -> bool:
+    """``discard_body`` within ``timeout_s``: whether the body ended in time."""
+    try:
+        return await within(timeout_s, discard_body(receive))
+    except BodyTimeout:
+        return False
 
 
 def presented_key(headers: dict[bytes, bytes]) -> str | None:
@@ -266,10 +291,13 @@ def _text(value: bytes | None) -> str | None:
     return value.decode("utf-8", "replace") if value else None
 
 
-async def refuse(send: Send, refusal: Refusal, body: bytes | None = None) -> None:
-    """Answer ``refusal`` (its error shape unless ``body`` is given; Retry-After on 503s)."""
+async def refuse(
+    send: Send, refusal: Refusal, body: bytes | None = None, *, close: bool = False
+) -> None:
+    """Answer ``refusal`` (its error shape unless ``body`` is given; Retry-After
+    on 503s); ``close``: the connection closes after it (a 408 always does)."""
     extra = [(b"retry-after", refusal.retry_after_s.encode())] if refusal.retry_after else []
-    if refusal.status == 408:
+    if close or refusal.status == 408:
         extra.append((b"connection", b"close"))  # what is left of its body is not read
     await respond(send, refusal.status, refusal.body() if body is None else body, extra)
 
