@@ -52,7 +52,9 @@ SUMMARY_KEYS = {
     "attempts",
     "import",
 }
-RESUME_EVENTS = 300_000  # the server's first commit comes after ~1 s
+# Big enough to be still running when signalled on a loaded machine (first
+# commit after ~1 s, the rest ~4 s later; 300k ended first once in CI).
+RESUME_EVENTS = 600_000
 COMMAND_TIMEOUT_S = 60
 
 # Strings that a naive splitter would cut: brackets, braces, commas, escaped
@@ -521,7 +523,7 @@ def test_progress_bar_on_a_tty(server, project, tmp_path) -> None:
 
 @pytest.fixture
 def resume_file(tmp_path: Path) -> Path:
-    """300 000 events without event_id, each with a unique ``n``."""
+    """RESUME_EVENTS events without event_id, each with a unique ``n``."""
     path = tmp_path / "resume.ndjson"
     with path.open("wb") as file:
         for start in range(0, RESUME_EVENTS, 10000):

@@ -254,7 +254,7 @@ def test_a_redelivery_after_commit_stores_nothing_twice(
 
     async def commit_without_ack() -> int:
         writer = StreamWriter(settings, database_url)
-        await writer.start()
+        await writer.start(asyncio.Event())
         try:
             messages: list[Any] = []
             while len(messages) < 20:
@@ -317,7 +317,7 @@ def test_a_stalled_consumer_is_asked_to_elect_another_leader(
 
     async def unstall() -> tuple[bool, bool, str, str]:
         writer = StreamWriter(settings, database_url)
-        await writer.start()  # makes the consumer; fetches nothing
+        await writer.start(asyncio.Event())  # makes the consumer; fetches nothing
         try:
             first = await leader()
             too_early = await writer.unstall(stall_s=3600)
@@ -448,7 +448,13 @@ def test_no_quorum_means_503_and_no_ack(
             assert refused.json()["error"]["code"] == "storage_unavailable"
             cluster.nodes[1].start()
             cluster.nodes[2].start()
-            assert wait_until(lambda: post(2).status_code == 202, 30.0)
+            answers: list[httpx.Response] = []
+
+            def accepted_again() -> bool:
+                answers.append(post(2))
+                return answers[-1].status_code == 202
+
+            assert wait_until(accepted_again, 30.0), (answers[-1].status_code, answers[-1].text)
         assert wait_until(lambda: stream_messages(cluster.urls, stream) == 0)
         # (The refused event may still be stored once the quorum is back, as
         # after any 503 whose fate the server could not know: never lost.)

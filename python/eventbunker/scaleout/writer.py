@@ -77,13 +77,30 @@ class StreamWriter:
         self._sub: Any = None
         self.stored = 0
 
-    async def start(self) -> None:
+    async def start(self, stopping: asyncio.Event) -> bool:
+        """Connect and bind to the consumer; False if stopped first.
+
+        A cluster that is starting, electing or has lost its quorum answers
+        the stream and consumer requests with timeouts: the writer waits for
+        it rather than exit (a writer that died at start-up left the stream
+        undrained and ingest refusing as overloaded).
+        """
         self._nc = await connect(self._settings.nats_url, f"eventbunker-writer-{os.getpid()}")
         js = self._js = self._nc.jetstream(timeout=5)
-        await ensure_stream(js, self._stream, self._settings.nats_replicas)
-        self._sub = await js.pull_subscribe(
-            self._stream, durable=writers_consumer().durable_name, config=writers_consumer()
-        )
+        backoff = 0.1
+        while not stopping.is_set():
+            try:
+                await ensure_stream(js, self._stream, self._settings.nats_replicas)
+                self._sub = await js.pull_subscribe(
+                    self._stream, durable=writers_consumer().durable_name, config=writers_consumer()
+                )
+                return True
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("the stream is not ready (%r); retrying in %.1f s", exc, backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+        return False
 
     async def stop(self) -> None:
         await self._events.close()
@@ -224,9 +241,10 @@ async def _main(settings: Settings, conninfo: str) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     writer = StreamWriter(settings, conninfo)
-    await writer.start()
-    log.info("writing the stream %s into the database", settings.nats_stream)
     try:
+        if not await writer.start(stopping):
+            return 0
+        log.info("writing the stream %s into the database", settings.nats_stream)
         await writer.run(stopping)
     finally:
         await writer.stop()
