@@ -548,7 +548,16 @@ def start_import(*args: str) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "eventbunker", "import", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # SIGINT as a terminal's Ctrl-C delivers it even when the suite runs
+        # in a background job: bash starts those with SIGINT ignored (SigIgn
+        # 0x7 under `(nohup bash -c ... &)`), the import inherits that,
+        # Python then raises no KeyboardInterrupt, and the import ran to exit 0.
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_commit(
