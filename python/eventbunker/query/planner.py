@@ -49,9 +49,9 @@ SKETCHES = {
 # Columns a rollup row holds one value of (filters and group_by on them).
 ROLLUP_COLUMNS = frozenset({"event_name", *DIMENSIONS})
 WIDTHS = {"day": timedelta(days=1), "hour": timedelta(hours=1), "minute": timedelta(minutes=1)}
-# Per tier, coarsest first: the fewest rows to read.
+# Per tier, coarsest first (TIER_LEVELS lists them finest first): the fewest rows to read.
 LEVELS = {
-    tier: tuple((level, WIDTHS[level]) for level in sorted(levels, key=WIDTHS.__getitem__)[::-1])
+    tier: tuple((level, WIDTHS[level]) for level in reversed(levels))
     for tier, levels in TIER_LEVELS.items()
 }
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

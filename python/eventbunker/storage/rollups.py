@@ -34,7 +34,7 @@ from psycopg import sql
 from eventbunker import _native
 
 # The levels of each tier: by dimensions (""), and with every dimension NULL ("_all").
-TIER_LEVELS = {"": ("hour", "day"), "_all": ("minute", "hour", "day")}
+TIER_LEVELS = {"": ("hour", "day"), "_all": ("minute", "hour", "day")}  # finest first
 TABLES = tuple(
     (level, f"rollups_{level}{tier}") for tier, levels in TIER_LEVELS.items() for level in levels
 )
