@@ -19,6 +19,7 @@ __all__ = [
     "PreparedLines",
     "SdkBody",
     "SpoolBatch",
+    "Syncer",
     "decode_spool",
     "prepare_events",
     "prepare_lines",
@@ -40,6 +41,20 @@ class Gunzip:
         it read; ValueError on invalid gzip data."""
     def finish(self) -> bytes:
         """What is left at the body's end; ValueError when it was cut off."""
+
+@final
+class Syncer:
+    """``fdatasync`` on ``threads`` Rust threads that never take the GIL
+    (``rust/src/syncer.rs``): ``sync`` starts one and returns at once; when
+    it ends, ``fileno()`` becomes readable and ``finished()`` gives it."""
+
+    def __new__(cls, threads: int) -> Syncer: ...
+    def sync(self, fd: int, ticket: int) -> None:
+        """Start an fdatasync of ``fd`` (kept open until it finished)."""
+    def fileno(self) -> int:
+        """A socket that becomes readable when a sync finished."""
+    def finished(self) -> list[tuple[int, int]]:
+        """The syncs finished since the last call: ``(ticket, 0 or errno)``."""
 
 class IngestError(Exception):
     """A refused request; ``args == (status, code, message, details)``, each

@@ -7,6 +7,7 @@ pub mod enrich;
 pub mod ingest;
 pub mod rollup;
 pub mod spool;
+pub mod syncer;
 
 #[cfg(feature = "python")]
 mod python;

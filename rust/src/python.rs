@@ -762,6 +762,35 @@ impl PyGunzip {
     }
 }
 
+/// The spool's fdatasyncs on Rust threads (`crate::syncer`).
+#[pyclass(frozen, module = "eventbunker._native", name = "Syncer")]
+pub struct PySyncer {
+    inner: crate::syncer::Syncer,
+}
+
+#[pymethods]
+impl PySyncer {
+    #[new]
+    #[pyo3(signature = (threads))]
+    fn new(threads: usize) -> PyResult<Self> {
+        Ok(Self {
+            inner: crate::syncer::Syncer::new(threads)?,
+        })
+    }
+
+    fn sync(&self, fd: i32, ticket: u64) {
+        self.inner.sync(fd, ticket);
+    }
+
+    fn fileno(&self) -> i32 {
+        self.inner.fileno()
+    }
+
+    fn finished(&self) -> Vec<(u64, i32)> {
+        self.inner.finished()
+    }
+}
+
 #[pymodule]
 #[pyo3(name = "_native")]
 fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -774,6 +803,7 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyPreparedLines>()?;
     m.add_class::<PySpoolBatch>()?;
     m.add_class::<PyGunzip>()?;
+    m.add_class::<PySyncer>()?;
 
     m.add_class::<PySdkBody>()?;
     m.add_function(wrap_pyfunction!(sdk_body, m)?)?;
