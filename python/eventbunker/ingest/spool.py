@@ -120,7 +120,7 @@ class Spool:
         self._undrained: deque[tuple[Position, float]] = deque()
         self._syncs_in_flight = 0
         # fsyncs run on the syncer's threads; each ticket's covered position.
-        self._syncer = _native.Syncer(MAX_SYNCS_IN_FLIGHT)
+        self._syncer: _native.Syncer  # set by start(): its threads are this process's
         self._tickets = 0
         self._covering: dict[int, Position] = {}
 
@@ -170,6 +170,7 @@ class Spool:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()  # asked once: Python 3.11 asks with getpid()
+        self._syncer = _native.Syncer(MAX_SYNCS_IN_FLIGHT)
         self._loop.add_reader(self._syncer.fileno(), self._synced)
         self._task = asyncio.create_task(self._sync_loop())
 
