@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from nats.js import api
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from conftest import (
@@ -32,7 +33,13 @@ from conftest import (
     wait_until,
 )
 from eventbunker.config import Settings
-from eventbunker.scaleout.stream import ACK_WAIT_S, WRITERS, backlog, connect
+from eventbunker.scaleout.stream import (
+    ACK_WAIT_S,
+    WRITERS,
+    backlog,
+    connect,
+    stream_config,
+)
 from eventbunker.scaleout.writer import StreamWriter
 from nats_cluster import NatsCluster, loopback_cluster, wait_for_jetstream
 
@@ -339,6 +346,85 @@ def test_a_stalled_consumer_is_asked_to_elect_another_leader(
     finally:
         stop_process_group(writer)
     assert sorted(stored_seqs(db, project.id)) == [0, 1, 2]
+
+
+def post_events(node: Server, key: str, name: str, requests: int, per_request: int) -> None:
+    """``requests`` requests one after another (one stream message each), seq 0…"""
+    with httpx.Client(timeout=10) as http:
+        for request in range(requests):
+            events = [
+                {"event_name": name, "seq": request * per_request + i} for i in range(per_request)
+            ]
+            answer = http.post(node.url + "/v1/events", json=events, headers={"X-Api-Key": key})
+            assert answer.status_code == 202, answer.text
+
+
+def test_two_copies_of_a_message_in_the_stream_are_stored_once(
+    database_url: str,
+    db: psycopg.Connection[Any],
+    project: Project,
+    nats: NatsCluster,
+    stream: str,
+    tmp_path: Path,
+) -> None:
+    """The stream can hold one publish twice under one Nats-Msg-Id (issue 13:
+    NATS 2.9.10 after a partition healed). Made here with a duplicate window
+    of 0.1 s: a message published again past it is a second stream message
+    with the same id. Writers claim a message by its id: one copy in the same
+    batch as the first, one after the first was stored and acknowledged;
+    each record is stored and billed once."""
+
+    async def make_stream() -> None:
+        nc = await connect(nats.urls, "test")
+        try:
+            await nc.jetstream().add_stream(stream_config(stream, 3, duplicate_window_s=0.1))
+        finally:
+            await nc.close()
+
+    asyncio.run(make_stream())
+    node = ingest_node(database_url, tmp_path, nats.urls, stream, "--max-lag-seconds", "600")
+    try:
+        post_events(node, project.write_key, "copied", 2, 5)
+    finally:
+        stop_server(node)
+
+    async def originals() -> list[api.RawStreamMsg]:
+        nc = await connect(nats.urls, "test")
+        try:
+            return [await nc.jetstream().get_msg(stream, seq) for seq in (1, 2)]
+        finally:
+            await nc.close()
+
+    async def publish_again(original: api.RawStreamMsg) -> None:
+        """The same body under the same id, once the stream has forgotten it."""
+        assert original.headers and original.headers["Nats-Msg-Id"]
+        nc = await connect(nats.urls, "test")
+        try:
+            js = nc.jetstream()
+            for _ in range(50):
+                await asyncio.sleep(0.2)  # past the duplicate window
+                ack = await js.publish(stream, original.data or b"", headers=original.headers)
+                if not ack.duplicate:
+                    copy = await js.get_msg(stream, ack.seq)
+                    assert copy.headers == original.headers and copy.data == original.data
+                    return
+            raise AssertionError("the stream kept deduplicating the id")
+        finally:
+            await nc.close()
+
+    first, second = asyncio.run(originals())
+    asyncio.run(publish_again(first))
+    assert stream_messages(nats.urls, stream) == 3  # two of them with one Nats-Msg-Id
+    writer = start_writer(database_url, nats.urls, stream, tmp_path)
+    try:
+        assert wait_until(lambda: stream_messages(nats.urls, stream) == 0), "not drained"
+        assert sorted(stored_seqs(db, project.id)) == list(range(10))
+        asyncio.run(publish_again(second))  # its first copy is stored and gone
+        assert wait_until(lambda: stream_messages(nats.urls, stream) == 0), "not drained"
+    finally:
+        stop_process_group(writer)
+    assert sorted(stored_seqs(db, project.id)) == list(range(10))
+    assert billed(db, project.id) == 10
 
 
 def test_past_the_lag_bound_503_until_a_writer_drains(

@@ -4,10 +4,25 @@ Every writer process pulls from the one durable consumer, so the messages
 are spread over the writers, and those a dead or slow writer did not
 acknowledge within the consumer's ack wait go to another. Each batch is one
 transaction of the single-node writer (``EventWriter.store``: event-id
-claims, COPY, billed counters) that also claims the batch's stream
-sequences; only then are the messages acknowledged. A message redelivered
-after its batch committed finds its sequence claimed: it is acknowledged
-again and stores nothing.
+claims, COPY, billed counters) that also claims each message of the batch
+by its ``Nats-Msg-Id`` (``stream_message_claims``; a message without one by
+its stream sequence); only then are the messages acknowledged. A message
+found claimed stores nothing and is acknowledged: a redelivery after its
+batch committed (its writer died before the ack, was slower than the ack
+wait, or a consumer leader that lost its place delivered it again: seen in
+the fault test, one message given to both writers 48 ms apart), and another
+stream message of the same publish (the sink retries a publish under one
+id, so every copy of it has that id).
+
+Claims by stream sequence alone (until migration 0019) let the fault test's
+probe, answered 503, be stored twice (issue 13): two deliveries they did not
+catch, either under two sequences (the stream holding the publish twice) or
+after its claim was pruned. They were pruned below the stream's first
+sequence as a ``STREAM.INFO`` answered it, and in NATS 2.9.10 every replica
+answers that itself, with its own state, while its group has no leader
+(each replica removes an acknowledged message itself, when it applies the
+ack). Claims are now kept while their message can be in the stream and for
+the event-id idempotency window after (``prune``), whatever a replica says.
 
 A consumer can stall in a cluster: in the fault test (NATS 2.9.10), after a
 partition moved the stream's leader, the consumer's leader delivered nothing
@@ -56,9 +71,10 @@ MAX_BACKOFF_S = 2.0
 # Longer than a redelivery after a writer's death (the ack wait) takes.
 STALL_S = 2 * ACK_WAIT_S
 
-CLAIM_SEQUENCES = (
-    "INSERT INTO stream_claims (stream, seq) SELECT %s, unnest(%s::bigint[])"
-    " ON CONFLICT DO NOTHING RETURNING seq"
+CLAIM_MESSAGES = (
+    "INSERT INTO stream_message_claims (stream, message_key, seq)"
+    " SELECT %s, * FROM unnest(%s::text[], %s::bigint[])"
+    " ON CONFLICT DO NOTHING RETURNING message_key"
 )
 
 
@@ -92,7 +108,7 @@ class StreamWriter:
             try:
                 await ensure_stream(js, self._stream, self._settings.nats_replicas)
                 self._sub = await js.pull_subscribe(
-                    self._stream, durable=writers_consumer().durable_name, config=writers_consumer()
+                    self._stream, durable=WRITERS, config=writers_consumer(self._stream)
                 )
                 return True
             except (nats.errors.Error, TimeoutError) as exc:
@@ -116,19 +132,30 @@ class StreamWriter:
             return []
 
     async def write(self, messages: Sequence[Msg]) -> int:
-        """Store the messages not stored yet, in one transaction; the events stored."""
+        """Store the messages not stored yet, in one transaction; the events stored.
+
+        A message is stored by the first of its copies to claim its key (its
+        ``Nats-Msg-Id``): a redelivery, or a second copy of it in the stream,
+        in this batch or a later one, stores nothing.
+        """
+        keys: list[str] = []
         sequences: list[int] = []
         bodies: list[bytes] = []
         for message in messages:
             if _whole_records(message):
+                keys.append(claim_key(message))
                 sequences.append(message.metadata.sequence.stream)
                 bodies.append(message.data)
 
         async def unclaimed(conn: psycopg.AsyncConnection[Any]) -> _native.SpoolBatch:
-            cur = await conn.execute(CLAIM_SEQUENCES, (self._stream, sequences))
-            new = {int(row[0]) for row in await cur.fetchall()}
-            data = b"".join(b for seq, b in zip(sequences, bodies, strict=True) if seq in new)
-            return _native.decode_spool(data, 0, 0)
+            cur = await conn.execute(CLAIM_MESSAGES, (self._stream, keys, sequences))
+            new = {str(row[0]) for row in await cur.fetchall()}
+            data = bytearray()
+            for key, body in zip(keys, bodies, strict=True):
+                if key in new:
+                    new.discard(key)  # its other copies in this batch store nothing
+                    data += body
+            return _native.decode_spool(bytes(data), 0, 0)
 
         stored = await self._events.store(unclaimed, "") if bodies else 0
         self.stored += stored
@@ -140,15 +167,18 @@ class StreamWriter:
         await self._nc.flush(timeout=5)
 
     async def prune(self) -> None:
-        """Forget claims below the stream's first message (acknowledged, gone);
-        enforce retention and compact settled chunks, as the drainer does."""
+        """Forget the claims of messages gone from the stream (below its first
+        sequence: acknowledged) for longer than the idempotency window; enforce
+        retention and compact settled chunks, as the drainer does."""
         first_seq = (await backlog(self._nc, self._stream)).first_seq
+        window_s = self._settings.idempotency_window_hours * 3600
         await self._events.store(
             _empty,
-            f"DELETE FROM stream_claims WHERE stream = '{_checked(self._stream)}'"
-            f" AND seq < {int(first_seq)}",
+            f"DELETE FROM stream_message_claims WHERE stream = '{_checked(self._stream)}'"
+            f" AND seq < {int(first_seq)}"
+            f" AND claimed_at < now() - make_interval(secs => {float(window_s)})",
         )
-        await self._events.prune_event_ids(self._settings.idempotency_window_hours * 3600)
+        await self._events.prune_event_ids(window_s)
         await self._events.enforce_retention()
         self._events.compact_in_background()
 
@@ -201,6 +231,15 @@ class StreamWriter:
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
             backoff = 0.05
+
+
+def claim_key(message: Msg) -> str:
+    """What a message is claimed by: its ``Nats-Msg-Id`` (the same for every
+    copy of it in the stream), else its stream sequence."""
+    msg_id = (message.headers or {}).get("Nats-Msg-Id")
+    if msg_id:
+        return f"id:{msg_id}"
+    return f"seq:{message.metadata.sequence.stream}"
 
 
 def _whole_records(message: Msg) -> bool:
