@@ -21,15 +21,27 @@ after its claim was pruned. They were pruned below the stream's first
 sequence as a ``STREAM.INFO`` answered it, and in NATS 2.9.10 every replica
 answers that itself, with its own state, while its group has no leader
 (each replica removes an acknowledged message itself, when it applies the
-ack). Claims are now kept while their message can be in the stream and for
-the event-id idempotency window after (``prune``), whatever a replica says.
+ack; see the stall below for acknowledged messages never removed). Claims
+are now kept while their message can be in the stream and for the event-id
+idempotency window after (``prune``), whatever a replica says.
 
-A consumer can stall in a cluster: in the fault test (NATS 2.9.10), after a
-partition moved the stream's leader, the consumer's leader delivered nothing
-for minutes to either writer while the stream held messages. A writer that
-fetched nothing for ``STALL_S`` while the stream's oldest message is older
-than that logs the consumer's state and asks its leader to step down; the
-new leader delivers again.
+A consumer can stall in a cluster (NATS 2.9.10, in the fault test), and a
+writer that fetched nothing for ``stall_s`` while the stream's oldest
+message is older than that logs the consumer's state and acts (``unstall``):
+
+- The consumer has nothing pending and nothing unacknowledged, yet the
+  stream holds old messages. Seen twice: 153 messages stored in the seconds
+  after a NATS node was killed, and 17 at the start of the partition. Each
+  had been delivered and acknowledged, the consumer's ack floor was past
+  them, but the stream never removed them, and no leader step-down made the
+  consumer deliver them again. The writer deletes the consumer and makes it
+  again, DeliverPolicy.ALL: it delivers everything the stream holds once
+  more; claimed, those messages are only acknowledged, and leave the stream.
+  (Once, the consumer made again then had 4 messages past its delivered
+  sequence and none pending, never delivered: made again once more, it
+  delivered them.)
+- It has messages to deliver and delivers none (after a partition moved the
+  stream's leader): its leader is asked to step down; the new one delivers.
 """
 
 from __future__ import annotations
@@ -47,6 +59,7 @@ import nats.errors
 import psycopg
 import uvloop
 from nats.aio.msg import Msg
+from nats.js.errors import NotFoundError
 
 from eventbunker import _native
 from eventbunker.config import Settings
@@ -79,8 +92,9 @@ CLAIM_MESSAGES = (
 
 
 class StreamWriter:
-    def __init__(self, settings: Settings, conninfo: str) -> None:
+    def __init__(self, settings: Settings, conninfo: str, *, stall_s: float = STALL_S) -> None:
         self._settings = settings
+        self._stall_s = stall_s
         self._stream = settings.nats_stream
         self._events = EventWriter(
             conninfo,
@@ -182,29 +196,59 @@ class StreamWriter:
         await self._events.enforce_retention()
         self._events.compact_in_background()
 
-    async def unstall(self, stall_s: float = STALL_S) -> bool:
-        """If the stream's oldest message waits longer than ``stall_s``, ask the
-        consumer's leader to step down; whether it was asked."""
+    async def unstall(self, stall_s: float | None = None) -> str:
+        """If the stream's oldest message waits longer than ``stall_s``, get the
+        consumer delivering again; what was done ("" when nothing).
+
+        "recreated": the consumer has nothing pending nor unacknowledged, so it
+        will never deliver what the stream still holds: it is deleted and made
+        again (DeliverPolicy.ALL), which delivers everything in the stream once
+        more; the claims make the messages already stored no-ops, acknowledged
+        and gone. "step-down": it does have messages to deliver; its leader is
+        asked to step down (the new leader delivers).
+        """
+        stall_s = self._stall_s if stall_s is None else stall_s
         state = await backlog(self._nc, self._stream)
         if state.messages == 0 or state.oldest_age_s < stall_s:
-            return False
+            return ""
         info = await self._js.consumer_info(self._stream, WRITERS)
+        behind = not info.num_pending and not info.num_ack_pending
         log.warning(
-            "no message fetched for %.0f s, the stream holds %d (oldest %.0f s old);"
-            " consumer: %s pending, %s unacknowledged, %s waiting, leader %s:"
-            " asking its leader to step down",
+            "no message fetched for %.0f s, the stream holds %d (oldest %.0f s old, first %d);"
+            " consumer: %s pending, %s unacknowledged, %s waiting, delivered up to %s,"
+            " acknowledged up to %s, leader %s: %s",
             stall_s,
             state.messages,
             state.oldest_age_s,
+            state.first_seq,
             info.num_pending,
             info.num_ack_pending,
             info.num_waiting,
+            info.delivered.stream_seq if info.delivered else None,
+            info.ack_floor.stream_seq if info.ack_floor else None,
             info.cluster.leader if info.cluster else None,
+            "recreating it" if behind else "asking its leader to step down",
         )
+        if behind:
+            await self._recreate_consumer()
+            return "recreated"
         await self._nc.request(
             f"$JS.API.CONSUMER.LEADER.STEPDOWN.{self._stream}.{WRITERS}", b"", timeout=5
         )
-        return True
+        return "step-down"
+
+    async def _recreate_consumer(self) -> None:
+        """Delete the shared consumer and make it again with the same config.
+
+        Every writer's pull subscription goes on working: a fetch is a request
+        to the consumer's name, answered by whichever consumer has it (in the
+        moment between, a fetch fails and the writer retries). Two writers
+        doing this at once leave one consumer; at worst messages are delivered
+        once more, and stored nothing the second time.
+        """
+        with contextlib.suppress(NotFoundError):
+            await self._js.delete_consumer(self._stream, WRITERS)
+        await self._js.add_consumer(self._stream, writers_consumer(self._stream))
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Fetch, write, acknowledge, until ``stopping`` is set."""
@@ -218,7 +262,7 @@ class StreamWriter:
                     fetched_at = time.monotonic()
                     await self.write(messages)
                     await self.acknowledge(messages)
-                elif time.monotonic() - fetched_at > STALL_S:
+                elif time.monotonic() - fetched_at > self._stall_s:
                     fetched_at = time.monotonic()  # ask again a stall later at most
                     await self.unstall()
                 if time.monotonic() >= next_prune:
