@@ -89,29 +89,38 @@ async def ensure_stream(
 
 
 async def _ensure_stream(js: JetStreamContext, stream: str, replicas: int) -> None:
-    config = api.StreamConfig(
-        name=stream,
-        subjects=[stream],
-        retention=api.RetentionPolicy.WORK_QUEUE,
-        storage=api.StorageType.FILE,
-        num_replicas=replicas,
-        duplicate_window=DUPLICATE_WINDOW_S,
-        # Never drop stored messages to make room: refuse the new ones.
-        discard=api.DiscardPolicy.NEW,
-    )
     with contextlib.suppress(NotFoundError):
         await js.stream_info(stream)
         return
     try:
-        await js.add_stream(config)
+        await js.add_stream(stream_config(stream, replicas))
         log.info("created the JetStream stream %s (%d replicas)", stream, replicas)
     except BadRequestError:
         await js.stream_info(stream)  # another process created it meanwhile
 
 
-def writers_consumer() -> api.ConsumerConfig:
+def stream_config(
+    stream: str, replicas: int, duplicate_window_s: float = DUPLICATE_WINDOW_S
+) -> api.StreamConfig:
+    return api.StreamConfig(
+        name=stream,
+        subjects=[stream],
+        retention=api.RetentionPolicy.WORK_QUEUE,
+        storage=api.StorageType.FILE,
+        num_replicas=replicas,
+        duplicate_window=duplicate_window_s,
+        # Never drop stored messages to make room: refuse the new ones.
+        discard=api.DiscardPolicy.NEW,
+    )
+
+
+def writers_consumer(stream: str) -> api.ConsumerConfig:
+    """The shared durable consumer, as ``pull_subscribe`` creates it (the
+    writer recreates it with this very config: see writer.StreamWriter.unstall)."""
     return api.ConsumerConfig(
+        name=WRITERS,
         durable_name=WRITERS,
+        filter_subject=stream,
         ack_policy=api.AckPolicy.EXPLICIT,
         deliver_policy=api.DeliverPolicy.ALL,
         ack_wait=ACK_WAIT_S,

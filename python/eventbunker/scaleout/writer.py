@@ -4,17 +4,44 @@ Every writer process pulls from the one durable consumer, so the messages
 are spread over the writers, and those a dead or slow writer did not
 acknowledge within the consumer's ack wait go to another. Each batch is one
 transaction of the single-node writer (``EventWriter.store``: event-id
-claims, COPY, billed counters) that also claims the batch's stream
-sequences; only then are the messages acknowledged. A message redelivered
-after its batch committed finds its sequence claimed: it is acknowledged
-again and stores nothing.
+claims, COPY, billed counters) that also claims each message of the batch
+by its ``Nats-Msg-Id`` (``stream_message_claims``; a message without one by
+its stream sequence); only then are the messages acknowledged. A message
+found claimed stores nothing and is acknowledged: a redelivery after its
+batch committed (its writer died before the ack, was slower than the ack
+wait, or a consumer leader that lost its place delivered it again: seen in
+the fault test, one message given to both writers 48 ms apart), and another
+stream message of the same publish (the sink retries a publish under one
+id, so every copy of it has that id).
 
-A consumer can stall in a cluster: in the fault test (NATS 2.9.10), after a
-partition moved the stream's leader, the consumer's leader delivered nothing
-for minutes to either writer while the stream held messages. A writer that
-fetched nothing for ``STALL_S`` while the stream's oldest message is older
-than that logs the consumer's state and asks its leader to step down; the
-new leader delivers again.
+Claims by stream sequence alone (until migration 0019) let the fault test's
+probe, answered 503, be stored twice (issue 13): two deliveries they did not
+catch, either under two sequences (the stream holding the publish twice) or
+after its claim was pruned. They were pruned below the stream's first
+sequence as a ``STREAM.INFO`` answered it, and in NATS 2.9.10 every replica
+answers that itself, with its own state, while its group has no leader
+(each replica removes an acknowledged message itself, when it applies the
+ack; see the stall below for acknowledged messages never removed). Claims
+are now kept while their message can be in the stream and for the event-id
+idempotency window after (``prune``), whatever a replica says.
+
+A consumer can stall in a cluster (NATS 2.9.10, in the fault test), and a
+writer that fetched nothing for ``stall_s`` while the stream's oldest
+message is older than that logs the consumer's state and acts (``unstall``):
+
+- The consumer has nothing pending and nothing unacknowledged, yet the
+  stream holds old messages. Seen twice: 153 messages stored in the seconds
+  after a NATS node was killed, and 17 at the start of the partition. Each
+  had been delivered and acknowledged, the consumer's ack floor was past
+  them, but the stream never removed them, and no leader step-down made the
+  consumer deliver them again. The writer deletes the consumer and makes it
+  again, DeliverPolicy.ALL: it delivers everything the stream holds once
+  more; claimed, those messages are only acknowledged, and leave the stream.
+  (Once, the consumer made again then had 4 messages past its delivered
+  sequence and none pending, never delivered: made again once more, it
+  delivered them.)
+- It has messages to deliver and delivers none (after a partition moved the
+  stream's leader): its leader is asked to step down; the new one delivers.
 """
 
 from __future__ import annotations
@@ -32,6 +59,7 @@ import nats.errors
 import psycopg
 import uvloop
 from nats.aio.msg import Msg
+from nats.js.errors import NotFoundError
 
 from eventbunker import _native
 from eventbunker.config import Settings
@@ -56,15 +84,17 @@ MAX_BACKOFF_S = 2.0
 # Longer than a redelivery after a writer's death (the ack wait) takes.
 STALL_S = 2 * ACK_WAIT_S
 
-CLAIM_SEQUENCES = (
-    "INSERT INTO stream_claims (stream, seq) SELECT %s, unnest(%s::bigint[])"
-    " ON CONFLICT DO NOTHING RETURNING seq"
+CLAIM_MESSAGES = (
+    "INSERT INTO stream_message_claims (stream, message_key, seq)"
+    " SELECT %s, * FROM unnest(%s::text[], %s::bigint[])"
+    " ON CONFLICT DO NOTHING RETURNING message_key"
 )
 
 
 class StreamWriter:
-    def __init__(self, settings: Settings, conninfo: str) -> None:
+    def __init__(self, settings: Settings, conninfo: str, *, stall_s: float = STALL_S) -> None:
         self._settings = settings
+        self._stall_s = stall_s
         self._stream = settings.nats_stream
         self._events = EventWriter(
             conninfo,
@@ -92,7 +122,7 @@ class StreamWriter:
             try:
                 await ensure_stream(js, self._stream, self._settings.nats_replicas)
                 self._sub = await js.pull_subscribe(
-                    self._stream, durable=writers_consumer().durable_name, config=writers_consumer()
+                    self._stream, durable=WRITERS, config=writers_consumer(self._stream)
                 )
                 return True
             except (nats.errors.Error, TimeoutError) as exc:
@@ -116,19 +146,30 @@ class StreamWriter:
             return []
 
     async def write(self, messages: Sequence[Msg]) -> int:
-        """Store the messages not stored yet, in one transaction; the events stored."""
+        """Store the messages not stored yet, in one transaction; the events stored.
+
+        A message is stored by the first of its copies to claim its key (its
+        ``Nats-Msg-Id``): a redelivery, or a second copy of it in the stream,
+        in this batch or a later one, stores nothing.
+        """
+        keys: list[str] = []
         sequences: list[int] = []
         bodies: list[bytes] = []
         for message in messages:
             if _whole_records(message):
+                keys.append(claim_key(message))
                 sequences.append(message.metadata.sequence.stream)
                 bodies.append(message.data)
 
         async def unclaimed(conn: psycopg.AsyncConnection[Any]) -> _native.SpoolBatch:
-            cur = await conn.execute(CLAIM_SEQUENCES, (self._stream, sequences))
-            new = {int(row[0]) for row in await cur.fetchall()}
-            data = b"".join(b for seq, b in zip(sequences, bodies, strict=True) if seq in new)
-            return _native.decode_spool(data, 0, 0)
+            cur = await conn.execute(CLAIM_MESSAGES, (self._stream, keys, sequences))
+            new = {str(row[0]) for row in await cur.fetchall()}
+            data = bytearray()
+            for key, body in zip(keys, bodies, strict=True):
+                if key in new:
+                    new.discard(key)  # its other copies in this batch store nothing
+                    data += body
+            return _native.decode_spool(bytes(data), 0, 0)
 
         stored = await self._events.store(unclaimed, "") if bodies else 0
         self.stored += stored
@@ -140,41 +181,74 @@ class StreamWriter:
         await self._nc.flush(timeout=5)
 
     async def prune(self) -> None:
-        """Forget claims below the stream's first message (acknowledged, gone);
-        enforce retention and compact settled chunks, as the drainer does."""
+        """Forget the claims of messages gone from the stream (below its first
+        sequence: acknowledged) for longer than the idempotency window; enforce
+        retention and compact settled chunks, as the drainer does."""
         first_seq = (await backlog(self._nc, self._stream)).first_seq
+        window_s = self._settings.idempotency_window_hours * 3600
         await self._events.store(
             _empty,
-            f"DELETE FROM stream_claims WHERE stream = '{_checked(self._stream)}'"
-            f" AND seq < {int(first_seq)}",
+            f"DELETE FROM stream_message_claims WHERE stream = '{_checked(self._stream)}'"
+            f" AND seq < {int(first_seq)}"
+            f" AND claimed_at < now() - make_interval(secs => {float(window_s)})",
         )
-        await self._events.prune_event_ids(self._settings.idempotency_window_hours * 3600)
+        await self._events.prune_event_ids(window_s)
         await self._events.enforce_retention()
         self._events.compact_in_background()
 
-    async def unstall(self, stall_s: float = STALL_S) -> bool:
-        """If the stream's oldest message waits longer than ``stall_s``, ask the
-        consumer's leader to step down; whether it was asked."""
+    async def unstall(self, stall_s: float | None = None) -> str:
+        """If the stream's oldest message waits longer than ``stall_s``, get the
+        consumer delivering again; what was done ("" when nothing).
+
+        "recreated": the consumer has nothing pending nor unacknowledged, so it
+        will never deliver what the stream still holds: it is deleted and made
+        again (DeliverPolicy.ALL), which delivers everything in the stream once
+        more; the claims make the messages already stored no-ops, acknowledged
+        and gone. "step-down": it does have messages to deliver; its leader is
+        asked to step down (the new leader delivers).
+        """
+        stall_s = self._stall_s if stall_s is None else stall_s
         state = await backlog(self._nc, self._stream)
         if state.messages == 0 or state.oldest_age_s < stall_s:
-            return False
+            return ""
         info = await self._js.consumer_info(self._stream, WRITERS)
+        behind = not info.num_pending and not info.num_ack_pending
         log.warning(
-            "no message fetched for %.0f s, the stream holds %d (oldest %.0f s old);"
-            " consumer: %s pending, %s unacknowledged, %s waiting, leader %s:"
-            " asking its leader to step down",
+            "no message fetched for %.0f s, the stream holds %d (oldest %.0f s old, first %d);"
+            " consumer: %s pending, %s unacknowledged, %s waiting, delivered up to %s,"
+            " acknowledged up to %s, leader %s: %s",
             stall_s,
             state.messages,
             state.oldest_age_s,
+            state.first_seq,
             info.num_pending,
             info.num_ack_pending,
             info.num_waiting,
+            info.delivered.stream_seq if info.delivered else None,
+            info.ack_floor.stream_seq if info.ack_floor else None,
             info.cluster.leader if info.cluster else None,
+            "recreating it" if behind else "asking its leader to step down",
         )
+        if behind:
+            await self._recreate_consumer()
+            return "recreated"
         await self._nc.request(
             f"$JS.API.CONSUMER.LEADER.STEPDOWN.{self._stream}.{WRITERS}", b"", timeout=5
         )
-        return True
+        return "step-down"
+
+    async def _recreate_consumer(self) -> None:
+        """Delete the shared consumer and make it again with the same config.
+
+        Every writer's pull subscription goes on working: a fetch is a request
+        to the consumer's name, answered by whichever consumer has it (in the
+        moment between, a fetch fails and the writer retries). Two writers
+        doing this at once leave one consumer; at worst messages are delivered
+        once more, and stored nothing the second time.
+        """
+        with contextlib.suppress(NotFoundError):
+            await self._js.delete_consumer(self._stream, WRITERS)
+        await self._js.add_consumer(self._stream, writers_consumer(self._stream))
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Fetch, write, acknowledge, until ``stopping`` is set."""
@@ -188,7 +262,7 @@ class StreamWriter:
                     fetched_at = time.monotonic()
                     await self.write(messages)
                     await self.acknowledge(messages)
-                elif time.monotonic() - fetched_at > STALL_S:
+                elif time.monotonic() - fetched_at > self._stall_s:
                     fetched_at = time.monotonic()  # ask again a stall later at most
                     await self.unstall()
                 if time.monotonic() >= next_prune:
@@ -201,6 +275,15 @@ class StreamWriter:
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
             backoff = 0.05
+
+
+def claim_key(message: Msg) -> str:
+    """What a message is claimed by: its ``Nats-Msg-Id`` (the same for every
+    copy of it in the stream), else its stream sequence."""
+    msg_id = (message.headers or {}).get("Nats-Msg-Id")
+    if msg_id:
+        return f"id:{msg_id}"
+    return f"seq:{message.metadata.sequence.stream}"
 
 
 def _whole_records(message: Msg) -> bool:
