@@ -296,9 +296,11 @@ def test_a_stalled_consumer_is_asked_to_elect_another_leader(
     stream: str,
     tmp_path: Path,
 ) -> None:
-    """The writer's way out of a stalled consumer: with the stream's oldest
-    message older than the stall bound, its leader is asked to step down and
-    another node leads it; the writers then store everything once."""
+    """The writer's way out of a stalled consumer with messages pending: with
+    the stream's oldest message older than the stall bound, its leader is
+    asked to step down and another node leads it; a second writer seeing the
+    same stall a moment later leaves the new leader alone (one writer acts
+    per stall period). The writers then store everything once."""
     node = ingest_node(database_url, tmp_path, nats.urls, stream, "--max-lag-seconds", "600")
     try:
         for seq in range(3):
@@ -323,23 +325,27 @@ def test_a_stalled_consumer_is_asked_to_elect_another_leader(
         finally:
             await nc.close()
 
-    async def unstall() -> tuple[str, str, str, str]:
-        writer = StreamWriter(settings, database_url)
+    async def unstall() -> tuple[str, str, str, str, str]:
+        writer, other = (StreamWriter(settings, database_url) for _ in range(2))
         await writer.start(asyncio.Event())  # makes the consumer; fetches nothing
+        await other.start(asyncio.Event())
         try:
             first = await leader()
             too_early = await writer.unstall(stall_s=3600)
-            await asyncio.sleep(0.3)
-            asked = await writer.unstall(stall_s=0.2)
+            await asyncio.sleep(2.1)  # the messages are older than 2 s
+            asked = await writer.unstall(stall_s=2.0)
+            # The other writer sees the same stall: the turn is taken for 2 s.
+            not_twice = await other.unstall(stall_s=2.0)
             deadline = time.monotonic() + 15
             while (now := await leader()) in ("", first) and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
-            return too_early, asked, first, now
+            return too_early, asked, not_twice, first, now
         finally:
             await writer.stop()
+            await other.stop()
 
-    too_early, asked, before, after = asyncio.run(unstall())
-    assert (too_early, asked) == ("", "step-down")
+    too_early, asked, not_twice, before, after = asyncio.run(unstall())
+    assert (too_early, asked, not_twice) == ("", "step-down", "")
     assert before and after and after != before, (before, after)
     writer = start_writer(database_url, nats.urls, stream, tmp_path)
     try:

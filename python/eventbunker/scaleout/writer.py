@@ -41,7 +41,15 @@ message is older than that logs the consumer's state and acts (``unstall``):
   sequence and none pending, never delivered: made again once more, it
   delivered them.)
 - It has messages to deliver and delivers none (after a partition moved the
-  stream's leader): its leader is asked to step down; the new one delivers.
+  stream's leader; or, once, while the replica of the isolated node, until
+  it reset its stream state, was the consumer's leader): its leader is asked
+  to step down; the new one delivers.
+
+Whichever writer takes the turn first acts; the others wait a stall period
+(``stream_unstalls``). Before, every writer stepped the leader down a moment
+after the other, and the second step-down undid the first: twice back to
+the node that delivered nothing, the stream drained 33 s after the load
+stopped.
 """
 
 from __future__ import annotations
@@ -84,6 +92,13 @@ MAX_BACKOFF_S = 2.0
 # Longer than a redelivery after a writer's death (the ack wait) takes.
 STALL_S = 2 * ACK_WAIT_S
 
+# The turn to act on a stall, for one writer per stall period (of every writer).
+TAKE_UNSTALL_TURN = (
+    "INSERT INTO stream_unstalls AS u (stream, acted_at) VALUES (%s, now())"
+    " ON CONFLICT (stream) DO UPDATE SET acted_at = now()"
+    " WHERE u.acted_at < now() - make_interval(secs => %s)"
+    " RETURNING acted_at"
+)
 CLAIM_MESSAGES = (
     "INSERT INTO stream_message_claims (stream, message_key, seq)"
     " SELECT %s, * FROM unnest(%s::text[], %s::bigint[])"
@@ -94,6 +109,7 @@ CLAIM_MESSAGES = (
 class StreamWriter:
     def __init__(self, settings: Settings, conninfo: str, *, stall_s: float = STALL_S) -> None:
         self._settings = settings
+        self._conninfo = conninfo
         self._stall_s = stall_s
         self._stream = settings.nats_stream
         self._events = EventWriter(
@@ -206,10 +222,17 @@ class StreamWriter:
         more; the claims make the messages already stored no-ops, acknowledged
         and gone. "step-down": it does have messages to deliver; its leader is
         asked to step down (the new leader delivers).
+
+        Of all writers, one acts per ``stall_s`` (the turn in ``stream_unstalls``):
+        two step-downs a moment apart gave the leader chosen by the first no
+        time, and the second could move it back where nothing was delivered.
         """
         stall_s = self._stall_s if stall_s is None else stall_s
         state = await backlog(self._nc, self._stream)
         if state.messages == 0 or state.oldest_age_s < stall_s:
+            return ""
+        if not await self._take_unstall_turn(stall_s):
+            log.info("the stream's consumer is stalled; another writer acted on it just now")
             return ""
         info = await self._js.consumer_info(self._stream, WRITERS)
         behind = not info.num_pending and not info.num_ack_pending
@@ -236,6 +259,15 @@ class StreamWriter:
             f"$JS.API.CONSUMER.LEADER.STEPDOWN.{self._stream}.{WRITERS}", b"", timeout=5
         )
         return "step-down"
+
+    async def _take_unstall_turn(self, stall_s: float) -> bool:
+        """Whether no writer acted on a stall of this stream within ``stall_s``
+        (then this one does: the turn is taken)."""
+        async with await psycopg.AsyncConnection.connect(
+            self._conninfo, autocommit=True, application_name="eventbunker-writer"
+        ) as conn:
+            cur = await conn.execute(TAKE_UNSTALL_TURN, (self._stream, stall_s))
+            return await cur.fetchone() is not None
 
     async def _recreate_consumer(self) -> None:
         """Delete the shared consumer and make it again with the same config.
