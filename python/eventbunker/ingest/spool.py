@@ -7,7 +7,7 @@ a local file). The fsyncs run on the Rust syncer's threads
 (``rust/src/syncer.rs``), which wake the event loop through a socket: no
 Python thread, so no GIL handoff per fsync (through asyncio's thread pool,
 ours cost 242 µs of CPU per request against the bare handler's 222; on the
-syncer, 201–221 against 239–241, benches/ingest_load.py). The drainer
+syncer, 201 to 221 against 239 to 241, benches/ingest_load.py). The drainer
 (``drainer.py``) copies the spool into TimescaleDB afterwards and records,
 in the same transaction, how far it got.
 
